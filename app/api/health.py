@@ -1,0 +1,45 @@
+"""Liveness, readiness and metrics. None of these call Flinks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from app.api.deps import ServicesDep
+from app.errors import StoreUnavailable
+
+router = APIRouter(tags=["health"])
+
+READY_TIMEOUT = 1.0
+
+
+class HealthStatus(BaseModel):
+    status: str
+
+
+@router.get("/livez", summary="The process is up")
+async def livez() -> HealthStatus:
+    return HealthStatus(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Redis answers (503 store_unavailable if not)",
+    responses={503: {"description": "The session store is unavailable"}},
+)
+async def readyz(services: ServicesDep) -> HealthStatus:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await services.store.ping()
+    except TimeoutError as exc:
+        raise StoreUnavailable from exc
+    return HealthStatus(status="ready")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

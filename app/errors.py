@@ -1,0 +1,81 @@
+"""The errors the BFF reports, each with an HTTP status and a stable code (DESIGN section 7).
+
+Framework-free, so the domain layer can raise them; `app.api.problems` renders them as
+RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    default_detail: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        flinks_code: str | None = None,
+    ) -> None:
+        self.detail = detail if detail is not None else self.default_detail
+        self.headers = dict(headers or {})
+        self.flinks_code = flinks_code
+        super().__init__(self.detail or self.title)
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "validation_error", "The request is not valid"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class FlowNotFound(AppError):
+    status, code, title = 404, "flow_not_found", "No such flow"
+    default_detail = "The flow does not exist, has expired, or belongs to another session."
+
+
+class FlowExpired(AppError):
+    status, code, title = 410, "flow_expired", "The flow has expired"
+
+
+class StateInvalid(AppError):
+    status, code, title = 400, "state_invalid", "The OAuth state is not valid"
+    default_detail = "The link attempt is unknown, expired, already used or from another browser."
+
+
+class ReturnUrlNotAllowed(AppError):
+    status, code, title = 400, "return_url_not_allowed", "The return URL is not allowed"
+    default_detail = "return_url must be exactly one of the configured return URLs."
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class RateLimited(AppError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class FlinksRejectedError(AppError):
+    status, code, title = 502, "flinks_rejected", "Flinks refused the request"
+
+
+class FlinksUnavailableError(AppError):
+    status, code, title = 503, "flinks_unavailable", "Flinks is unavailable"
+
+
+class FlinksTimeoutError(AppError):
+    status, code, title = 504, "flinks_timeout", "Flinks did not answer in time"
+
+
+class StoreUnavailable(AppError):
+    status, code, title = 503, "store_unavailable", "The session store is unavailable"
+    default_detail = "Try again in a moment."

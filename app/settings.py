@@ -1,0 +1,220 @@
+"""Every knob of the BFF, typed and validated, read from the environment and an optional `.env`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cached_property
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    HttpUrl,
+    PositiveInt,
+    SecretStr,
+    UrlConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+RedisUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
+CsvList = Annotated[tuple[str, ...], NoDecode]
+
+DEV_PUBLIC_URL = "http://127.0.0.1:8000"
+DEV_RETURN_URLS = ("http://127.0.0.1:8000/", "http://localhost:8000/")
+DEV_CORS_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; `problems` names each variable and what is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+    def report(self) -> str:
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        return f"flinks-bff: the configuration is not usable:\n{lines}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    env: Literal["development", "production"] = Field("development", validation_alias="BFF_ENV")
+    public_url: HttpUrl = Field(HttpUrl(DEV_PUBLIC_URL), validation_alias="BFF_PUBLIC_URL")
+    return_urls: CsvList = Field(DEV_RETURN_URLS, validation_alias="BFF_RETURN_URLS")
+    cors_origins: CsvList = Field(DEV_CORS_ORIGINS, validation_alias="BFF_CORS_ORIGINS")
+    encryption_key: SecretStr | None = Field(None, validation_alias="BFF_ENCRYPTION_KEY")
+    state_ttl: PositiveInt = Field(600, validation_alias="BFF_STATE_TTL")
+    flow_ttl: PositiveInt = Field(1800, validation_alias="BFF_FLOW_TTL")
+    login_ttl: PositiveInt = Field(86400, validation_alias="BFF_LOGIN_TTL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="BFF_LOG_LEVEL"
+    )
+    host: str = Field("127.0.0.1", validation_alias="BFF_HOST")
+    port: int = Field(8000, ge=1, le=65535, validation_alias="BFF_PORT")
+    workers: PositiveInt = Field(1, validation_alias="BFF_WORKERS")
+
+    redis_url: RedisUrl | None = Field(None, validation_alias="REDIS_URL")
+
+    flinks_instance: str = Field(
+        "toolbox", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", validation_alias="FLINKS_INSTANCE"
+    )
+    flinks_api_url_override: HttpUrl | None = Field(None, validation_alias="FLINKS_API_URL")
+    flinks_connect_url_override: HttpUrl | None = Field(None, validation_alias="FLINKS_CONNECT_URL")
+    flinks_customer_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9-]{1,64}$", validation_alias="FLINKS_CUSTOMER_ID"
+    )
+    flinks_secret_key: SecretStr | None = Field(None, validation_alias="FLINKS_SECRET_KEY")
+    flinks_api_key: SecretStr | None = Field(None, validation_alias="FLINKS_API_KEY")
+    flinks_demo: bool = Field(False, validation_alias="FLINKS_DEMO")
+
+    @field_validator("return_urls", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("return_urls")
+    @classmethod
+    def _absolute_http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an absolute http(s) URL")
+            if parts.fragment or parts.username or parts.password:
+                raise ValueError(f"{url!r} must have no fragment and no user info")
+        return urls
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _bare_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin == "*" or _origin(origin) != origin.rstrip("/") or "://" not in origin:
+                raise ValueError(f"{origin!r} is not an exact origin like https://app.example.com")
+        return tuple(origin.rstrip("/") for origin in origins)
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key_is_32_bytes(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            decode_key(key)
+        return key
+
+    @model_validator(mode="after")
+    def _production_is_complete(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.redis_url is None:
+            problems.append("REDIS_URL is not set (production needs a real Redis)")
+        if not self.flinks_customer_id:
+            problems.append("FLINKS_CUSTOMER_ID is not set")
+        if self.flinks_secret_key is None or not self.flinks_secret_key.get_secret_value():
+            problems.append("FLINKS_SECRET_KEY is not set")
+        if self.public_url.scheme != "https":
+            problems.append("BFF_PUBLIC_URL must be an https URL")
+        if self.encryption_key is None:
+            problems.append(
+                "BFF_ENCRYPTION_KEY is not set (32 random bytes, base64url; "
+                "make one with: python -c 'import secrets,base64;"
+                "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())')"
+            )
+        problems += _https_only("BFF_RETURN_URLS", self.return_urls, DEV_RETURN_URLS)
+        problems += _https_only("BFF_CORS_ORIGINS", self.cors_origins, DEV_CORS_ORIGINS)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @cached_property
+    def flinks_api_url(self) -> str:
+        if self.flinks_api_url_override is not None:
+            return str(self.flinks_api_url_override).rstrip("/")
+        return f"https://{self.flinks_instance}-api.private.fin.ag"
+
+    @cached_property
+    def flinks_connect_url(self) -> str:
+        if self.flinks_connect_url_override is not None:
+            return str(self.flinks_connect_url_override)
+        return f"https://{self.flinks_instance}-iframe.private.fin.ag/v2/"
+
+    @cached_property
+    def connect_origin(self) -> str:
+        return _origin(self.flinks_connect_url)
+
+    @property
+    def flinks_configured(self) -> bool:
+        return bool(self.flinks_customer_id and self.flinks_secret_key)
+
+    @cached_property
+    def oauth_redirect_uri(self) -> str:
+        """The one redirect_uri registered with Flinks; never derived from request headers."""
+        return str(self.public_url).rstrip("/") + "/v1/oauth/callback"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.scheme == "https"
+
+
+def _https_only(name: str, urls: tuple[str, ...], dev_default: tuple[str, ...]) -> list[str]:
+    if urls == dev_default:
+        return [f"{name} is not set (the development default is plain http on localhost)"]
+    return [f"{name} entry {url!r} must be https" for url in urls if not url.startswith("https://")]
+
+
+def decode_key(key: SecretStr) -> bytes:
+    raw = key.get_secret_value().strip()
+    try:
+        decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("BFF_ENCRYPTION_KEY is not valid base64url") from exc
+    if len(decoded) != 32:
+        raise ValueError("BFF_ENCRYPTION_KEY must decode to exactly 32 bytes")
+    return decoded
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation failures into one clear report."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems: list[str] = []
+        for error in exc.errors(include_url=False, include_input=False):
+            names = [str(part) for part in error["loc"]]
+            field = names[0] if names else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if field:
+                problems.append(f"{_env_name(field)}: {message}")
+            else:
+                problems.extend(message.splitlines())
+        raise ConfigurationError(problems) from None
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else field

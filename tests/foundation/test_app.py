@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from app.embedded_redis import EmbeddedRedis
+from app.main import create_app
+from app.observability import configure_logging
+from tests.conftest import make_settings, serve_in_process
+
+PROBLEM = "application/problem+json"
+
+
+def _assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"https://flinks-bff.dev/problems/{code}"
+    assert body["title"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_livez_and_readyz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/livez")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    _assert_problem(await client.get("/no/such/route"), 404, "not_found")
+
+
+async def test_wrong_method_is_a_405_problem(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/livez")
+    _assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["allow"]
+
+
+async def test_validation_error_is_a_422_problem_that_does_not_echo_input(
+    settings: object,
+) -> None:
+    app = create_app(settings)  # type: ignore[arg-type]
+
+    @app.get("/echo/{count}")
+    async def echo(count: int) -> dict[str, int]:
+        return {"count": count}
+
+    async with serve_in_process(app) as client:
+        response = await client.get("/echo/canary-value-4711")
+    body = _assert_problem(response, 422, "validation_error")
+    assert body["errors"] == [
+        {"loc": ["path", "count"], "msg": body["errors"][0]["msg"], "type": "int_parsing"}  # type: ignore[index]
+    ]
+    assert "canary-value-4711" not in response.text
+
+
+async def test_unexpected_exception_is_a_500_problem_without_details(
+    settings: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(settings)  # type: ignore[arg-type]
+
+    leaked = "-".join(("canary", "secret", "in", "exception"))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError(leaked)
+
+    configure_logging("DEBUG")
+    try:
+        async with serve_in_process(app) as client:
+            response = await client.get("/boom")
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+    body = _assert_problem(response, 500, "internal_error")
+    assert "canary" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in json.dumps(body)
+    logged = capsys.readouterr().out
+    assert "http.unhandled_error" in logged
+    assert "RuntimeError" in logged  # the type helps operators ...
+    assert "canary-secret-in-exception" not in logged  # ... the message could hold a secret
+
+
+async def test_request_id_is_kept_when_safe_and_replaced_when_not(
+    client: httpx.AsyncClient,
+) -> None:
+    kept = await client.get("/livez", headers={"X-Request-ID": "abc-123-def-456"})
+    assert kept.headers["x-request-id"] == "abc-123-def-456"
+    replaced = await client.get("/livez", headers={"X-Request-ID": "bad id\r\nX: y"})
+    assert replaced.headers["x-request-id"] != "bad id\r\nX: y"
+    assert len(replaced.headers["x-request-id"]) == 32
+
+
+async def test_access_log_is_json_with_route_template_and_no_query(
+    client: httpx.AsyncClient,
+) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        await client.get("/no/such/path?token=canary-token-1&loginId=canary-login-2")
+        await client.get("/openapi.json?state=canary-state-3")
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["event"] == "http.request"]
+    assert [line["route"] for line in access] == ["unmatched", "/openapi.json"]
+    assert all(line["request_id"] and line["status"] for line in access)
+    assert "canary" not in stream.getvalue()
+    assert "/no/such/path" not in stream.getvalue()
+
+
+async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/livez")
+    await client.get("/livez")
+    await client.get("/nope/xyz")
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="GET",route="/livez",status="200"} 2.0' in text
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert "/nope/xyz" not in text
+
+
+def _redis_connections_named(url: str, name: str) -> int:
+    import redis
+
+    direct = redis.Redis.from_url(url)
+    try:
+        return sum(1 for c in direct.client_list() if c.get("name") == name)
+    finally:
+        direct.close()
+
+
+async def test_lifespan_closes_its_clients(settings: object, redis_url: str) -> None:
+    app = create_app(settings)  # type: ignore[arg-type]
+    async with serve_in_process(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        services = app.state.services
+        assert _redis_connections_named(redis_url, "flinks-bff") >= 1
+        assert not services.http.is_closed
+    assert services.http.is_closed
+    assert _redis_connections_named(redis_url, "flinks-bff") == 0
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_embedded_server_starts_and_stops_with_the_app() -> None:
+    app = create_app(make_settings(None))
+    async with LifespanManager(app):
+        embedded = app.state.services.embedded_redis
+        assert embedded is not None
+        assert embedded.is_running()
+        port = embedded.port
+        assert _port_open(port)
+        client = Redis.from_url(embedded.url)
+        assert await client.set("k", "v", ex=5)
+        await client.aclose()
+    assert not embedded.is_running()
+    assert not _port_open(port)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+async def _wait_for(client: httpx.AsyncClient, status: int, within: float) -> float:
+    started = time.monotonic()
+    while True:
+        response = await client.get("/readyz")
+        assert response.status_code in (200, 503), response.text
+        if response.status_code == status:
+            return time.monotonic() - started
+        assert time.monotonic() - started < within, f"/readyz not {status} within {within}s"
+        await asyncio.sleep(0.1)
+
+
+async def test_readyz_503_when_redis_dies_and_200_when_it_returns(
+    own_redis: EmbeddedRedis,
+) -> None:
+    app = create_app(make_settings(own_redis.url))
+    async with serve_in_process(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        own_redis.kill()
+        started = time.monotonic()
+        response = await client.get("/readyz")
+        assert time.monotonic() - started < 5
+        _assert_problem(response, 503, "store_unavailable")
+        assert (await client.get("/livez")).status_code == 200
+        own_redis.start()
+        await _wait_for(client, 200, within=10)
+
+
+async def test_readyz_503_within_bounds_when_redis_is_frozen(own_redis: EmbeddedRedis) -> None:
+    app: FastAPI = create_app(make_settings(own_redis.url))
+    async with serve_in_process(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        own_redis.pause()
+        try:
+            started = time.monotonic()
+            response = await client.get("/readyz")
+            elapsed = time.monotonic() - started
+            _assert_problem(response, 503, "store_unavailable")
+            assert elapsed < 2.5
+        finally:
+            own_redis.resume()
+        await _wait_for(client, 200, within=10)

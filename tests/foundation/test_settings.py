@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import ConfigurationError, Settings, load_settings
+
+PRODUCTION_OK = {
+    "BFF_ENV": "production",
+    "REDIS_URL": "rediss://redis.internal:6380/0",
+    "FLINKS_CUSTOMER_ID": "43387ca6-0391-4c82-857d-70d95f087ecb",
+    "FLINKS_SECRET_KEY": "prod-secret-value",
+    "BFF_PUBLIC_URL": "https://bff.example.com",
+    "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    "BFF_RETURN_URLS": "https://app.example.com/linked",
+    "BFF_CORS_ORIGINS": "https://app.example.com",
+}
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_development_starts_with_nothing_set() -> None:
+    settings = load_settings(_env_file=None)
+    assert settings.env == "development"
+    assert settings.redis_url is None
+    assert settings.oauth_redirect_uri == "http://127.0.0.1:8000/v1/oauth/callback"
+    assert settings.flinks_api_url == "https://toolbox-api.private.fin.ag"
+    assert settings.flinks_connect_url == "https://toolbox-iframe.private.fin.ag/v2/"
+    assert settings.connect_origin == "https://toolbox-iframe.private.fin.ag"
+
+
+def test_complete_production_configuration_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, PRODUCTION_OK)
+    settings = load_settings(_env_file=None)
+    assert settings.is_production
+    assert settings.return_urls == ("https://app.example.com/linked",)
+    assert "prod-secret-value" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("drop", "override", "named"),
+    [
+        ("REDIS_URL", None, "REDIS_URL"),
+        ("FLINKS_CUSTOMER_ID", None, "FLINKS_CUSTOMER_ID"),
+        ("FLINKS_SECRET_KEY", None, "FLINKS_SECRET_KEY"),
+        ("BFF_ENCRYPTION_KEY", None, "BFF_ENCRYPTION_KEY"),
+        (None, ("BFF_PUBLIC_URL", "http://bff.example.com"), "BFF_PUBLIC_URL"),
+        ("BFF_PUBLIC_URL", None, "BFF_PUBLIC_URL"),
+        (None, ("BFF_RETURN_URLS", "http://app.example.com/x"), "BFF_RETURN_URLS"),
+        (None, ("BFF_CORS_ORIGINS", "http://app.example.com"), "BFF_CORS_ORIGINS"),
+    ],
+)
+def test_production_refuses_each_missing_or_unsafe_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    drop: str | None,
+    override: tuple[str, str] | None,
+    named: str,
+) -> None:
+    values = dict(PRODUCTION_OK)
+    if drop:
+        values.pop(drop)
+    if override:
+        values[override[0]] = override[1]
+    _env(monkeypatch, values)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert len(refused.value.problems) == 1
+    assert named in refused.value.problems[0]
+
+
+def test_production_with_nothing_set_names_every_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BFF_ENV", "production")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    report = refused.value.report()
+    for name in (
+        "REDIS_URL",
+        "FLINKS_CUSTOMER_ID",
+        "FLINKS_SECRET_KEY",
+        "BFF_PUBLIC_URL",
+        "BFF_ENCRYPTION_KEY",
+        "BFF_RETURN_URLS",
+        "BFF_CORS_ORIGINS",
+    ):
+        assert name in report
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BFF_STATE_TTL", "0"),
+        ("BFF_FLOW_TTL", "-5"),
+        ("BFF_LOGIN_TTL", "soon"),
+        ("BFF_PUBLIC_URL", "not a url"),
+        ("REDIS_URL", "http://redis:6379"),
+        ("BFF_RETURN_URLS", "/relative/path"),
+        ("BFF_RETURN_URLS", "javascript:alert(1)"),
+        ("BFF_CORS_ORIGINS", "*"),
+        ("BFF_CORS_ORIGINS", "https://app.example.com/path"),
+        ("BFF_ENCRYPTION_KEY", "too-short"),
+        ("BFF_ENV", "staging"),
+        ("FLINKS_INSTANCE", "evil.example.com/x"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert any(problem.startswith(name) for problem in refused.value.problems)
+    # The refused value itself is not echoed (it may be a secret).
+    if name == "BFF_ENCRYPTION_KEY":
+        assert value not in refused.value.report()
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BFF_RETURN_URLS", " https://a.example/x , https://b.example/y ")
+    monkeypatch.setenv("BFF_CORS_ORIGINS", "https://a.example,https://b.example/")
+    settings = load_settings(_env_file=None)
+    assert settings.return_urls == ("https://a.example/x", "https://b.example/y")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_explicit_flinks_urls_override_the_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLINKS_INSTANCE", "acme")
+    assert load_settings(_env_file=None).flinks_api_url == "https://acme-api.private.fin.ag"
+    monkeypatch.setenv("FLINKS_API_URL", "http://127.0.0.1:8001/")
+    monkeypatch.setenv("FLINKS_CONNECT_URL", "http://127.0.0.1:8001/v2/")
+    settings = load_settings(_env_file=None)
+    assert settings.flinks_api_url == "http://127.0.0.1:8001"
+    assert settings.connect_origin == "http://127.0.0.1:8001"
+
+
+def test_dotenv_file_is_read(tmp_path: os.PathLike[str]) -> None:
+    env_file = os.path.join(tmp_path, ".env")
+    with open(env_file, "w") as handle:
+        handle.write("BFF_STATE_TTL=42\nFLINKS_DEMO=true\n")
+    settings = Settings(_env_file=env_file)
+    assert settings.state_ttl == 42
+    assert settings.flinks_demo is True
+
+
+def test_serve_refuses_to_start_in_production_and_names_what_is_missing(
+    tmp_path: os.PathLike[str],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_", "REDIS"))}
+    env["BFF_ENV"] = "production"
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    for name in ("REDIS_URL", "FLINKS_SECRET_KEY", "BFF_PUBLIC_URL", "BFF_ENCRYPTION_KEY"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr
