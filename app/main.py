@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TypedDict
 
 import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import health
+from app.api import connect, flows, health, oauth, tokens
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.embedded_redis import EmbeddedRedis
+from app.flinks import FlinksClient
+from app.flows import FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.services import Services
-from app.settings import Settings, load_settings
+from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
 
 log = logging.getLogger("app.main")
@@ -36,6 +40,38 @@ def _register_secrets(settings: Settings) -> None:
             register_secret(secret.get_secret_value())
 
 
+def _encryption_key(settings: Settings) -> bytes:
+    if settings.encryption_key is not None:
+        return decode_key(settings.encryption_key)
+    # Development only (production requires a key): loginIds stored by an earlier process
+    # cannot be read after a restart, which is what a throwaway dev store should do anyway.
+    log.warning("encryption_key.ephemeral")
+    return secrets.token_bytes(32)
+
+
+def _flinks_client(settings: Settings, http: httpx.AsyncClient) -> FlinksClient | None:
+    if settings.flinks_customer_id is None or settings.flinks_secret_key is None:
+        log.warning("flinks.not_configured")
+        return None
+    return FlinksClient(
+        http,
+        api_url=settings.flinks_api_url,
+        customer_id=settings.flinks_customer_id,
+        secret_key=settings.flinks_secret_key,
+        api_key=settings.flinks_api_key,
+    )
+
+
+def _flow_config(settings: Settings) -> FlowConfig:
+    return FlowConfig(
+        connect_url=settings.flinks_connect_url,
+        connect_origin=settings.connect_origin,
+        demo=settings.flinks_demo,
+        return_urls=settings.return_urls,
+        oauth_redirect_uri=settings.oauth_redirect_uri,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     _register_secrets(settings)
@@ -52,17 +88,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
             http = httpx.AsyncClient(
-                timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False
+                timeout=HTTP_TIMEOUT,
+                limits=HTTP_LIMITS,
+                follow_redirects=False,
+                # One client serves every user: a cookie Flinks sets must not ride along on
+                # the next user's call.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             stack.push_async_callback(http.aclose)
             redis = connect_redis(redis_url)
+            encryption_key = _encryption_key(settings)
             stack.push_async_callback(redis.aclose, True)  # True: close its pool too
+            store = Store(
+                redis,
+                encryption_key=encryption_key,
+                flow_ttl=settings.flow_ttl,
+                state_ttl=settings.state_ttl,
+                login_ttl=settings.login_ttl,
+            )
             services = Services(
                 settings=settings,
                 http=http,
                 redis=redis,
-                store=Store(redis),
+                store=store,
                 metrics=metrics,
+                flows=Flows(store, _flinks_client(settings, http), _flow_config(settings)),
                 embedded_redis=embedded,
             )
             app.state.services = services  # for tests and tools; requests use lifespan state
@@ -80,7 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None if settings.is_production else "/openapi.json",
     )
     add_exception_handlers(app)
-    app.include_router(health.router)
+    for router in (health.router, tokens.router, connect.router, oauth.router, flows.router):
+        app.include_router(router)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(

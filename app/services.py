@@ -8,6 +8,7 @@ import httpx
 from redis.asyncio import Redis
 
 from app.embedded_redis import EmbeddedRedis
+from app.flows import Flows
 from app.observability import Metrics
 from app.settings import Settings
 from app.store import Store
@@ -20,4 +21,5 @@ class Services:
     redis: Redis
     store: Store
     metrics: Metrics
+    flows: Flows
     embedded_redis: EmbeddedRedis | None

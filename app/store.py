@@ -1,7 +1,26 @@
-"""Everything the BFF keeps in Redis: connection, key schema, typed records, atomic steps."""
+"""Everything the BFF keeps in Redis: connection, key schema, typed records, atomic steps.
+
+Keys (every one written with its TTL in the same command):
+- `bff:v1:flow:{<flow_id>}`   the flow record (JSON), TTL = flow TTL
+- `bff:v1:login:{<flow_id>}`  the loginId, AES-GCM encrypted, TTL = login TTL
+- `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
+
+The braces are Redis Cluster hash tags: a flow's record and loginId live in the same slot, so
+one script can change both atomically.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeVar, cast
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -11,12 +30,23 @@ from redis.retry import Retry
 
 from app.errors import StoreUnavailable
 
+PREFIX = "bff:v1:"
+
 # Worst case for one command: (1 try + 1 retry) x 0.5 s socket timeout + a short backoff,
 # well inside the budget a request may spend waiting on the store.
 SOCKET_TIMEOUT = 0.5
 CONNECT_TIMEOUT = 0.5
 POOL_WAIT = 0.5
 RETRIES = 1
+# A flow's record outlives its expiry by this much, so a late request hears "expired" (410)
+# rather than "no such flow" (404).
+EXPIRED_NOTICE = 900
+
+T = TypeVar("T")
+
+Language = Literal["en", "fr"]
+FlowKind = Literal["connect", "oauth"]
+FlowStatus = Literal["started", "authorizing", "mfa_required", "pending", "connected", "failed"]
 
 
 def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
@@ -35,12 +65,204 @@ def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
     return Redis(connection_pool=pool)
 
 
-class Store:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+def flow_key(flow_id: str) -> str:
+    return f"{PREFIX}flow:{{{flow_id}}}"
 
-    async def ping(self) -> None:
+
+def login_key(flow_id: str) -> str:
+    return f"{PREFIX}login:{{{flow_id}}}"
+
+
+def state_key(state: str, session: str) -> str:
+    digest = hashlib.sha256(f"{state}\x00{session}".encode()).hexdigest()
+    return f"{PREFIX}state:{digest}"
+
+
+def session_hash(session: str) -> str:
+    return hashlib.sha256(session.encode()).hexdigest()
+
+
+def new_flow_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Challenge(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    prompt: str
+
+
+class FlowError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class FlowRecord(BaseModel):
+    """A flow as stored. Secrets it needs later (MFA token, RequestId) are sealed, not plain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow_id: str
+    kind: FlowKind
+    session_hash: str
+    status: FlowStatus = "started"
+    version: int = 0
+    language: Language = "en"
+    institution: str | None = None
+    return_url: str | None = None
+    tag: str | None = None
+    challenges: tuple[Challenge, ...] = ()
+    error: FlowError | None = None
+    sealed_upstream: str | None = Field(None, description="AES-GCM sealed MFA continuation")
+    created_at: datetime
+    expires_at: datetime
+    checked_at: datetime | None = None
+
+    def owned_by(self, session: str | None) -> bool:
+        return session is not None and secrets.compare_digest(
+            self.session_hash, session_hash(session)
+        )
+
+    def next(self, **changes: object) -> FlowRecord:
+        """The record after one transition: the changes and a bumped version."""
+        return self.model_copy(update={**changes, "version": self.version + 1})
+
+
+class Sealer:
+    """AES-GCM with a random nonce; the associated data binds a ciphertext to its key name."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: str, context: str) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return "v1." + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, token: str, context: str) -> str | None:
+        if not token.startswith("v1."):
+            return None
         try:
-            await self.redis.ping()
+            raw = base64.urlsafe_b64decode(token[3:])
+            return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
+        except (InvalidTag, ValueError):
+            return None
+
+
+# Compare-and-set on a flow: only if the stored version is the one the caller read, so two
+# replicas racing on the same flow cannot both win. Optionally writes the loginId in the same
+# atomic step. KEEPTTL: a transition never extends a flow's life.
+_CAS_FLOW = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+
+
+class Store:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        encryption_key: bytes,
+        flow_ttl: int,
+        state_ttl: int,
+        login_ttl: int,
+    ) -> None:
+        self.redis = redis
+        self.sealer = Sealer(encryption_key)
+        self.flow_ttl = flow_ttl
+        self.state_ttl = state_ttl
+        self.login_ttl = login_ttl
+        self._cas = redis.register_script(_CAS_FLOW)
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        try:
+            return await operation
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+
+    async def ping(self) -> None:
+        await self._call(cast(Awaitable[object], self.redis.ping()))
+
+    def new_flow(
+        self,
+        *,
+        kind: FlowKind,
+        session: str,
+        language: Language,
+        institution: str | None = None,
+        return_url: str | None = None,
+        tag: str | None = None,
+    ) -> FlowRecord:
+        now = datetime.now(UTC)
+        return FlowRecord(
+            flow_id=new_flow_id(),
+            kind=kind,
+            session_hash=session_hash(session),
+            language=language,
+            institution=institution,
+            return_url=return_url,
+            tag=tag,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.flow_ttl),
+        )
+
+    async def create_flow(
+        self, flow: FlowRecord, *, state: str | None = None, session: str = ""
+    ) -> None:
+        """Write a new flow (and its OAuth state) in one transaction, both with their TTLs."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                flow_key(flow.flow_id),
+                flow.model_dump_json(),
+                ex=self.flow_ttl + EXPIRED_NOTICE,
+                nx=True,
+            )
+            if state is not None:
+                pipe.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
+            results = await self._call(pipe.execute())
+        if not all(results):
+            raise StoreUnavailable("could not reserve a fresh flow id or state")
+
+    async def get_flow(self, flow_id: str) -> FlowRecord | None:
+        raw = await self._call(self.redis.get(flow_key(flow_id)))
+        return None if raw is None else FlowRecord.model_validate_json(raw)
+
+    async def replace_flow(
+        self, expected_version: int, flow: FlowRecord, *, login_id: str | None = None
+    ) -> bool:
+        """Compare-and-set; False if the flow changed (or vanished) since it was read."""
+        sealed_login = (
+            self.sealer.seal(login_id, login_key(flow.flow_id)) if login_id is not None else ""
+        )
+        result = await self._call(
+            self._cas(
+                keys=[flow_key(flow.flow_id), login_key(flow.flow_id)],
+                args=[expected_version, flow.model_dump_json(), sealed_login, self.login_ttl],
+            )
+        )
+        return int(result) == 1
+
+    async def consume_state(self, state: str, session: str) -> str | None:
+        """The flow id the state points at, deleted in the same step (GETDEL): single use."""
+        flow_id = await self._call(self.redis.getdel(state_key(state, session)))
+        return None if flow_id is None else str(flow_id)
+
+    async def get_login_id(self, flow_id: str) -> str | None:
+        sealed = await self._call(self.redis.get(login_key(flow_id)))
+        if sealed is None:
+            return None
+        return self.sealer.open(str(sealed), login_key(flow_id))
+
+    def seal(self, value: str, flow_id: str) -> str:
+        return self.sealer.seal(value, flow_key(flow_id))
+
+    def unseal(self, sealed: str, flow_id: str) -> str | None:
+        return self.sealer.open(sealed, flow_key(flow_id))

@@ -1,0 +1,47 @@
+"""Flinks Connect: start a session (iframe URL) and complete it with the REDIRECT loginId."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+
+from app.api.deps import FlowsDep, no_store
+from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
+from app.api.session import NewSessionDep, SessionDep
+
+router = APIRouter(prefix="/v1/connect", tags=["connect"], dependencies=[Depends(no_store)])
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a Connect flow: mint a token and build the iframe URL",
+)
+async def start_connect(
+    body: ConnectSessionIn, flows: FlowsDep, session: NewSessionDep
+) -> ConnectSessionOut:
+    started = await flows.start_connect(
+        session=session,
+        language=body.language,
+        return_url=body.return_url,
+        tag=body.tag,
+        options=body.options,
+    )
+    return ConnectSessionOut(
+        flow_id=started.flow.flow_id,
+        iframe_url=started.iframe_url,
+        connect_origin=started.connect_origin,
+        expires_at=started.flow.expires_at,
+    )
+
+
+@router.post(
+    "/sessions/{flow_id}/complete",
+    summary="Bind the loginId from Connect's REDIRECT event to the flow and authorize it",
+)
+async def complete_connect(
+    body: CompleteIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId
+) -> FlowOut:
+    flow = await flows.complete_connect(
+        session=session, flow_id=flow_id, login_id=body.login_id, institution=body.institution
+    )
+    return FlowOut.of(flow)

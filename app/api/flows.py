@@ -1,0 +1,22 @@
+"""A flow's status, and the answers to its MFA challenges."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import FlowsDep, no_store
+from app.api.schemas import FlowId, FlowOut, MfaIn
+from app.api.session import SessionDep
+
+router = APIRouter(prefix="/v1/flows", tags=["flows"], dependencies=[Depends(no_store)])
+
+
+@router.get("/{flow_id}", summary="The flow's status (only for the session that owns it)")
+async def get_flow(flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> FlowOut:
+    return FlowOut.of(await flows.status(session=session, flow_id=flow_id))
+
+
+@router.post("/{flow_id}/mfa", summary="Answer the flow's MFA challenges")
+async def answer_mfa(body: MfaIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> FlowOut:
+    flow = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
+    return FlowOut.of(flow)

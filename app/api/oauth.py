@@ -1,0 +1,100 @@
+"""Flinks custom OAuth: start (navigation or SPA) and the redirect_uri callback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from starlette.responses import RedirectResponse
+
+from app.api.deps import FlowsDep, no_store
+from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
+from app.api.session import NewSessionDep, SessionDep
+from app.flows import CallbackResult
+
+router = APIRouter(prefix="/v1/oauth", tags=["oauth"], dependencies=[Depends(no_store)])
+
+Institution = Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+# Callback parameters longer than these are not Flinks' and are treated as absent.
+_MAX_PARAM = {"loginId": 64, "state": 64, "error": 64}
+
+
+def _redirect(location: str) -> RedirectResponse:
+    response = RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@router.get(
+    "/start",
+    status_code=status.HTTP_303_SEE_OTHER,
+    summary="Top-level navigation: create state and flow, then 303 to the bank's login page",
+    responses={303: {"description": "To Flinks' bank login page"}},
+)
+async def start(
+    flows: FlowsDep,
+    session: NewSessionDep,
+    institution: Institution,
+    return_url: Annotated[Url | None, Query()] = None,
+    language: Annotated[Language, Query()] = "en",
+) -> RedirectResponse:
+    started = await flows.start_oauth(
+        session=session, institution=institution, return_url=return_url, language=language
+    )
+    return _redirect(started.authorize_url)
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    summary="For a single-page app: the same as start, answering the bank URL as JSON",
+)
+async def create_session(
+    body: OAuthSessionIn, flows: FlowsDep, session: NewSessionDep
+) -> OAuthSessionOut:
+    started = await flows.start_oauth(
+        session=session,
+        institution=body.institution,
+        return_url=body.return_url,
+        language=body.language,
+    )
+    return OAuthSessionOut(
+        flow_id=started.flow.flow_id,
+        authorize_url=started.authorize_url,
+        expires_at=started.flow.expires_at,
+    )
+
+
+def _param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is None or not value or len(value) > _MAX_PARAM[name]:
+        return None
+    return value
+
+
+def _return_location(result: CallbackResult) -> str:
+    parts = urlsplit(result.return_url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [("flow_id", result.flow_id), ("status", result.status)]
+    if result.error_code:
+        query.append(("error", result.error_code))
+    return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+
+
+@router.get(
+    "/callback",
+    status_code=status.HTTP_303_SEE_OTHER,
+    summary="Flinks' redirect_uri: ?loginId&state, or ?state&error&error_description",
+    responses={303: {"description": "To the flow's return URL with flow_id and status only"}},
+)
+async def callback(request: Request, flows: FlowsDep, session: SessionDep) -> RedirectResponse:
+    # error_description is never read: it is free text from outside and is not shown anywhere.
+    result = await flows.oauth_callback(
+        session=session,
+        state=_param(request, "state"),
+        login_id=_param(request, "loginId"),
+        error=_param(request, "error"),
+    )
+    return _redirect(_return_location(result))

@@ -1,0 +1,22 @@
+"""POST /v1/authorize-tokens: one single-use Flinks authorize token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+
+from app.api.deps import FlowsDep, no_store
+from app.api.schemas import AuthorizeTokenOut
+
+router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=[Depends(no_store)])
+
+
+@router.post(
+    "/authorize-tokens",
+    status_code=status.HTTP_201_CREATED,
+    summary="Mint one Flinks authorize token (single use, 30 minutes)",
+)
+async def mint_authorize_token(flows: FlowsDep) -> AuthorizeTokenOut:
+    minted = await flows.mint_token()
+    return AuthorizeTokenOut(
+        authorize_token=minted.token.get_secret_value(), expires_at=minted.expires_at
+    )

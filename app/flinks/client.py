@@ -1,0 +1,477 @@
+"""The Flinks API client: authorize tokens, live /Authorize and its MFA continuation, and the
+start of Flinks' custom OAuth flow.
+
+It runs over the app's shared `httpx.AsyncClient` and never creates, configures or closes one.
+Every call has explicit timeouts, never follows a redirect, and reads at most
+`MAX_BODY_BYTES`. The secret key is sent only to /GenerateAuthorizeToken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final, TypeVar, get_args
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from app.flinks.codes import (
+    FLINKS_CODE_OUTCOMES,
+    FLINKS_ERROR,
+    clean_flinks_code,
+    failure_for_flinks_code,
+)
+from app.flinks.errors import (
+    FlinksBadResponse,
+    FlinksError,
+    FlinksRejected,
+    FlinksTimeout,
+    FlinksUnavailable,
+)
+from app.flinks.models import (
+    AuthorizeMfaRequired,
+    AuthorizeRequest,
+    AuthorizeSuccess,
+    FlinksStatusResponse,
+    LanguageCode,
+    TokenResponse,
+)
+from app.flinks.outcomes import (
+    AuthorizeOutcome,
+    AuthorizeToken,
+    Challenge,
+    Connected,
+    Failed,
+    MfaRequired,
+    Pending,
+)
+from app.flinks.policies import FlinksTimeouts, RetryPolicy, parse_retry_after
+from app.flinks.urls import checked_base_url, resolved_location
+
+log = logging.getLogger("app.flinks")
+
+MAX_BODY_BYTES: Final = 1 << 20
+_JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+# Failures that happen before a single byte of the request is written.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_CUSTOMER_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
+_DEFAULT_TIMEOUTS: Final = FlinksTimeouts()
+_DEFAULT_RETRY: Final = RetryPolicy()
+
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class Endpoint(StrEnum):
+    MINT = "GenerateAuthorizeToken"
+    AUTHORIZE = "Authorize"
+    OAUTH_AUTHORIZE = "OAuthAuthorize"
+
+
+class FlinksClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_url: str,
+        customer_id: str,
+        secret_key: SecretStr,
+        api_key: SecretStr | None = None,
+        timeouts: FlinksTimeouts = _DEFAULT_TIMEOUTS,
+        mint_retry: RetryPolicy = _DEFAULT_RETRY,
+        send_retry: RetryPolicy = _DEFAULT_RETRY,
+    ) -> None:
+        """`mint_retry` governs /GenerateAuthorizeToken (safe to repeat). `send_retry` governs
+        /Authorize and the OAuth call, which are repeated only when nothing was sent."""
+        if not _CUSTOMER_ID.fullmatch(customer_id):
+            raise ValueError("customer_id must be letters, digits and dashes")
+        if not secret_key.get_secret_value():
+            raise ValueError("secret_key is empty")
+        self._http = http
+        self._api_url = checked_base_url(api_url, what="api_url").rstrip("/")
+        self._banking_url = f"{self._api_url}/v3/{customer_id}/BankingServices"
+        self._oauth_url = f"{self._api_url}/v3/oauth/authorize"
+        self._secret_key = secret_key
+        # For the data endpoints (`x-api-key`); none of the calls here sends it.
+        self._api_key = api_key
+        self._timeouts = timeouts
+        self._mint_retry = mint_retry
+        self._send_retry = send_retry
+
+    async def generate_authorize_token(self) -> AuthorizeToken:
+        return await _with_retries(self._mint_retry, self._mint_once, retryable=_is_transient)
+
+    async def authorize_live(
+        self, *, login_id: str, language: LanguageCode = "en", tag: str | None = None
+    ) -> AuthorizeOutcome:
+        """Live /Authorize (`MostRecentCached=false`, `Save=true`): Flinks logs in at the bank."""
+        request = AuthorizeRequest(
+            LoginId=login_id, MostRecentCached=False, Save=True, Language=language, Tag=tag
+        )
+        return await self._authorize_with_fresh_token(request, login_id)
+
+    async def authorize_cached(self, *, login_id: str) -> AuthorizeOutcome:
+        """Cached /Authorize (`MostRecentCached=true`): the state of the last live session,
+        e.g. to see whether a pending one has finished. No bank login."""
+        request = AuthorizeRequest(LoginId=login_id, MostRecentCached=True)
+        return await self._authorize_with_fresh_token(request, login_id)
+
+    async def answer_mfa(
+        self, *, token: SecretStr, request_id: str, responses: Mapping[str, Sequence[str]]
+    ) -> AuthorizeOutcome:
+        """Answers a 203 with the token that produced it; `responses` is {prompt: [answers]}."""
+        body = AuthorizeRequest(
+            RequestId=request_id, SecurityResponses=_security_responses(responses)
+        ).to_json()
+
+        async def attempt(number: int) -> AuthorizeOutcome:
+            reply = await self._post_authorize(token, body, attempt=number)
+            return _authorize_outcome(reply, token=token, login_id=None)
+
+        return await _with_retries(
+            self._send_retry, attempt, retryable=_not_sent_to(Endpoint.AUTHORIZE)
+        )
+
+    async def oauth_authorize_location(
+        self,
+        *,
+        institution: str,
+        redirect_uri: str,
+        state: str,
+        language: LanguageCode = "en",
+        tag: str | None = None,
+    ) -> str:
+        """The bank login URL that Flinks' /v3/oauth/authorize redirects to (absolute)."""
+        if language not in get_args(LanguageCode):
+            raise ValueError("language must be 'en' or 'fr'")
+        params = {
+            "institution_id": institution,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "lang": language,
+        }
+        if tag is not None:
+            params["tag"] = tag
+
+        async def attempt(number: int) -> str:
+            token = (await self.generate_authorize_token()).value
+            reply = await self._exchange(
+                Endpoint.OAUTH_AUTHORIZE,
+                "GET",
+                self._oauth_url,
+                headers={"flinks-auth-key": token.get_secret_value()},
+                params=params,
+                read_timeout=self._timeouts.oauth_read,
+                attempt=number,
+            )
+            if reply.status in (302, 303):
+                return self._redirect_target(reply)
+            raise reply.error()
+
+        retryable = _not_sent_to(Endpoint.OAUTH_AUTHORIZE)
+        return await _with_retries(self._send_retry, attempt, retryable=retryable)
+
+    async def _mint_once(self, attempt: int) -> AuthorizeToken:
+        reply = await self._exchange(
+            Endpoint.MINT,
+            "POST",
+            f"{self._banking_url}/GenerateAuthorizeToken",
+            headers={"flinks-auth-key": self._secret_key.get_secret_value(), **_JSON_HEADERS},
+            read_timeout=self._timeouts.mint_read,
+            attempt=attempt,
+        )
+        if reply.status != 200:
+            raise reply.error()
+        return AuthorizeToken(value=reply.model(TokenResponse).Token, minted_at=datetime.now(UTC))
+
+    async def _authorize_with_fresh_token(
+        self, request: AuthorizeRequest, login_id: str
+    ) -> AuthorizeOutcome:
+        body = request.to_json()
+
+        async def attempt(number: int) -> AuthorizeOutcome:
+            token = (await self.generate_authorize_token()).value
+            reply = await self._post_authorize(token, body, attempt=number)
+            return _authorize_outcome(reply, token=token, login_id=login_id)
+
+        return await _with_retries(
+            self._send_retry, attempt, retryable=_not_sent_to(Endpoint.AUTHORIZE)
+        )
+
+    async def _post_authorize(
+        self, token: SecretStr, body: dict[str, object], *, attempt: int
+    ) -> _Reply:
+        return await self._exchange(
+            Endpoint.AUTHORIZE,
+            "POST",
+            f"{self._banking_url}/Authorize",
+            headers={"flinks-auth-key": token.get_secret_value(), **_JSON_HEADERS},
+            body=body,
+            read_timeout=self._timeouts.authorize_read,
+            attempt=attempt,
+        )
+
+    async def _exchange(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        read_timeout: float,
+        attempt: int,
+        body: dict[str, object] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        """One HTTP exchange, logged as one line; transport failures become `FlinksError`s."""
+        started = time.perf_counter()
+        try:
+            async with self._http.stream(
+                method,
+                url,
+                headers=headers,
+                json=body,
+                params=params,
+                timeout=self._timeouts.with_read(read_timeout),
+                follow_redirects=False,
+            ) as response:
+                status, response_headers = response.status_code, response.headers
+                content = await _read_capped(response)
+        except httpx.TimeoutException as exc:
+            _log_call(endpoint, attempt, started, error=type(exc).__name__)
+            raise FlinksTimeout(
+                f"Flinks {endpoint} did not answer in time",
+                endpoint=endpoint,
+                may_have_been_sent=not isinstance(exc, _NOT_SENT),
+            ) from exc
+        except (httpx.DecodingError, httpx.InvalidURL) as exc:
+            # A body that does not decode, or a Location httpx cannot parse (it reads every
+            # redirect's Location, even when not following it).
+            _log_call(endpoint, attempt, started, error=type(exc).__name__)
+            raise FlinksBadResponse(
+                f"Flinks {endpoint} answered with a response that cannot be read",
+                endpoint=endpoint,
+            ) from exc
+        except httpx.RequestError as exc:
+            _log_call(endpoint, attempt, started, error=type(exc).__name__)
+            raise FlinksUnavailable(
+                f"Flinks {endpoint} could not be reached",
+                endpoint=endpoint,
+                may_have_been_sent=not isinstance(exc, _NOT_SENT),
+            ) from exc
+        except _BodyTooLarge as exc:
+            _log_call(endpoint, attempt, started, status=status, error="BodyTooLarge")
+            raise FlinksBadResponse(
+                f"Flinks {endpoint} answered with a body over {MAX_BODY_BYTES} bytes",
+                endpoint=endpoint,
+                status=status,
+            ) from exc
+        reply = _Reply.decode(endpoint, status, response_headers, content)
+        _log_call(endpoint, attempt, started, status=status, flinks_code=reply.flinks_code)
+        return reply
+
+    def _redirect_target(self, reply: _Reply) -> str:
+        """The `Location` as an absolute URL: https, or http only when Flinks itself is http
+        (the local sandbox)."""
+        allowed_schemes = {"https", urlsplit(self._api_url).scheme}
+        target = resolved_location(self._oauth_url, reply.headers.get("Location"))
+        if target is not None and urlsplit(target).scheme in allowed_schemes:
+            return target
+        raise FlinksBadResponse(
+            f"Flinks {reply.endpoint} redirected without a usable Location",
+            endpoint=reply.endpoint,
+            status=reply.status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    endpoint: Endpoint
+    status: int
+    headers: httpx.Headers = field(repr=False)
+    payload: object = field(repr=False)
+    json_error: Exception | None = field(repr=False)
+    flinks_code: str | None
+
+    @classmethod
+    def decode(
+        cls, endpoint: Endpoint, status: int, headers: httpx.Headers, content: bytes
+    ) -> _Reply:
+        try:
+            payload: object = json.loads(content)
+        except (ValueError, RecursionError) as exc:
+            return cls(endpoint, status, headers, None, exc, None)
+        code = clean_flinks_code(payload.get("FlinksCode")) if isinstance(payload, dict) else None
+        return cls(endpoint, status, headers, payload, None, code)
+
+    def model(self, model_type: type[_M]) -> _M:
+        cause = self.json_error
+        if cause is None:
+            try:
+                return model_type.model_validate(self.payload)
+            except ValidationError as exc:
+                cause = exc
+        raise FlinksBadResponse(
+            f"Flinks {self.endpoint} answered HTTP {self.status} with an unexpected body",
+            endpoint=self.endpoint,
+            status=self.status,
+        ) from cause
+
+    def error(self) -> FlinksError:
+        """The exception for a status the caller has no use for."""
+        where = f"Flinks {self.endpoint}"
+        if self.status == 429 or self.status >= 500:
+            return FlinksUnavailable(
+                f"{where} answered HTTP {self.status}",
+                endpoint=self.endpoint,
+                may_have_been_sent=True,
+                status=self.status,
+                retry_after=parse_retry_after(self.headers.get("Retry-After")),
+            )
+        if 400 <= self.status < 500:
+            code = f" {self.flinks_code}" if self.flinks_code else ""
+            return FlinksRejected(
+                f"{where} refused the request: HTTP {self.status}{code}",
+                endpoint=self.endpoint,
+                status=self.status,
+                flinks_code=self.flinks_code,
+            )
+        return FlinksBadResponse(
+            f"{where} answered an unexpected HTTP {self.status}",
+            endpoint=self.endpoint,
+            status=self.status,
+        )
+
+
+def _authorize_outcome(
+    reply: _Reply, *, token: SecretStr, login_id: str | None
+) -> AuthorizeOutcome:
+    status, code = reply.status, reply.flinks_code
+    if status == 200:
+        return _connected(reply, login_id)
+    if status == 203:
+        mfa = reply.model(AuthorizeMfaRequired)
+        return MfaRequired(
+            request_id=mfa.RequestId,
+            challenges=tuple(Challenge(c.Type, c.Prompt) for c in mfa.SecurityChallenges),
+            institution=mfa.Institution,
+            token=token,
+        )
+    if status == 202:
+        pending = reply.model(FlinksStatusResponse)
+        return Pending(request_id=pending.RequestId, flinks_code=code or "OPERATION_PENDING")
+    if 400 <= status < 500 and status != 429:
+        if code is not None:
+            return Failed(failure_for_flinks_code(code), code, status)
+        if status == 401:  # "You must provide a valid authorize token" comes without a FlinksCode
+            return Failed(FLINKS_CODE_OUTCOMES["ACCESS_DENIED"], None, status)
+    if status >= 500:
+        # A documented failure sent as a 5xx (AGGREGATION_ERROR is a 500) is an answer, not an
+        # outage; an unknown or missing code on a 5xx is an outage.
+        outcome = failure_for_flinks_code(code)
+        if outcome is not FLINKS_ERROR:
+            return Failed(outcome, code, status)
+    raise reply.error()
+
+
+def _connected(reply: _Reply, requested_login_id: str | None) -> Connected:
+    success = reply.model(AuthorizeSuccess)
+    login_id = (success.Login and success.Login.Id) or requested_login_id
+    if not login_id:
+        raise FlinksBadResponse(
+            f"Flinks {reply.endpoint} answered HTTP 200 without a loginId",
+            endpoint=reply.endpoint,
+            status=reply.status,
+        )
+    return Connected(
+        login_id=login_id,
+        request_id=success.RequestId,
+        institution=success.Institution or success.InstitutionName,
+        username=success.Login.Username if success.Login else None,
+        is_scheduled_refresh=success.Login.IsScheduledRefresh if success.Login else None,
+    )
+
+
+def _security_responses(responses: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    if any(isinstance(answers, str) for answers in responses.values()):
+        raise TypeError("each security response must be a sequence of answers, not a string")
+    return {prompt: list(answers) for prompt, answers in responses.items()}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _with_retries(
+    policy: RetryPolicy,
+    attempt: Callable[[int], Awaitable[_T]],
+    *,
+    retryable: Callable[[FlinksError], bool],
+) -> _T:
+    number = 1
+    while True:
+        try:
+            return await attempt(number)
+        except FlinksError as exc:
+            retry_after = exc.retry_after if isinstance(exc, FlinksUnavailable) else None
+            delay = policy.delay_before_retry(number, retry_after) if retryable(exc) else None
+            if delay is None:
+                raise
+        await policy.sleep(delay)
+        number += 1
+
+
+def _is_transient(exc: FlinksError) -> bool:
+    return isinstance(exc, (FlinksUnavailable, FlinksTimeout))
+
+
+def _not_sent_to(endpoint: Endpoint) -> Callable[[FlinksError], bool]:
+    """Failures of `endpoint` itself that happened before anything was sent. A failed mint
+    does not count: it has had its own retries already."""
+
+    def retryable(exc: FlinksError) -> bool:
+        return exc.endpoint == endpoint and not exc.may_have_been_sent
+
+    return retryable
+
+
+def _log_call(
+    endpoint: Endpoint,
+    attempt: int,
+    started: float,
+    *,
+    status: int | None = None,
+    flinks_code: str | None = None,
+    error: str | None = None,
+) -> None:
+    """One line per upstream call: never a URL, header, body, token or identifier."""
+    log.log(
+        logging.INFO if error is None else logging.WARNING,
+        "flinks.call",
+        extra={
+            "endpoint": endpoint.value,
+            "status": status,
+            "flinks_code": flinks_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "attempt": attempt,
+            "error": error,
+        },
+    )

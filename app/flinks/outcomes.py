@@ -1,0 +1,69 @@
+"""What the client's methods return. Identifiers, tokens and usernames stay out of every repr."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+from pydantic import SecretStr
+
+from app.flinks.codes import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeToken:
+    """Single use; Flinks lets it live 30 minutes (15 on one page: contract section 9)."""
+
+    value: SecretStr
+    minted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    type: str | None
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """200: the session is open; data endpoints take `request_id`."""
+
+    login_id: str = field(repr=False)
+    request_id: str = field(repr=False)
+    institution: str | None
+    username: str | None = field(repr=False)
+    is_scheduled_refresh: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class MfaRequired:
+    """203: answer with `FlinksClient.answer_mfa(token=token, request_id=request_id, ...)`.
+
+    `token` is the authorize token that produced this challenge: Flinks wants the same one back.
+    """
+
+    request_id: str = field(repr=False)
+    challenges: tuple[Challenge, ...]
+    institution: str | None
+    token: SecretStr = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """202: Flinks goes on in the background (OPERATION_PENDING or OPERATION_DISPATCHED)."""
+
+    request_id: str | None = field(repr=False)
+    flinks_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Flinks refused the login or the answer; `outcome` says what to tell the user."""
+
+    outcome: Outcome
+    flinks_code: str | None
+    http_status: int
+
+
+AuthorizeOutcome: TypeAlias = Connected | MfaRequired | Pending | Failed

@@ -1,0 +1,461 @@
+"""The domain: start a flow, consume OAuth state, complete with a loginId, authorize, MFA, status.
+
+No HTTP framework, no raw httpx, no raw Redis commands: it speaks to `Store` and `FlinksClient`
+and raises `app.errors` exceptions, which the API layer renders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
+
+from app.errors import (
+    AppError,
+    Conflict,
+    FlinksRejectedError,
+    FlinksTimeoutError,
+    FlinksUnavailableError,
+    FlowExpired,
+    FlowNotFound,
+    ReturnUrlNotAllowed,
+    StateInvalid,
+    ValidationFailed,
+)
+from app.flinks import (
+    AuthorizeOutcome,
+    Connected,
+    ConnectOptionError,
+    Failed,
+    FlinksBadResponse,
+    FlinksClient,
+    FlinksError,
+    FlinksRejected,
+    FlinksTimeout,
+    FlinksUnavailable,
+    MfaRequired,
+    Pending,
+    build_connect_url,
+    outcome_for_oauth_error,
+)
+from app.store import (
+    Challenge,
+    FlowError,
+    FlowKind,
+    FlowRecord,
+    FlowStatus,
+    Language,
+    Store,
+)
+
+log = logging.getLogger("app.flows")
+
+# Flinks: an authorize token lives 30 minutes (one page says 15; contract section 9).
+TOKEN_LIFETIME = timedelta(minutes=30)
+INSTITUTION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+STATE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    connect_url: str
+    connect_origin: str
+    demo: bool
+    return_urls: tuple[str, ...]
+    oauth_redirect_uri: str
+    pending_recheck: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class MintedToken:
+    token: SecretStr
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSession:
+    flow: FlowRecord
+    iframe_url: str
+    connect_origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthStart:
+    flow: FlowRecord
+    authorize_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """Where the browser goes after the callback: the flow's own, allow-listed return URL."""
+
+    return_url: str
+    flow_id: str
+    status: FlowStatus
+    error_code: str | None
+
+
+def _is_login_id(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower() and len(value) == 36
+    except ValueError:
+        return False
+
+
+def _app_error(exc: FlinksError) -> AppError:
+    if isinstance(exc, FlinksTimeout):
+        return FlinksTimeoutError()
+    if isinstance(exc, FlinksUnavailable):
+        headers = {"Retry-After": str(round(exc.retry_after))} if exc.retry_after else None
+        return FlinksUnavailableError(headers=headers)
+    if isinstance(exc, FlinksRejected):
+        return FlinksRejectedError(flinks_code=exc.flinks_code)
+    if isinstance(exc, FlinksBadResponse):
+        return FlinksRejectedError("Flinks answered with something the BFF could not use.")
+    return FlinksUnavailableError()
+
+
+class Flows:
+    def __init__(self, store: Store, flinks: FlinksClient | None, config: FlowConfig) -> None:
+        self.store = store
+        self._flinks = flinks
+        self.config = config
+
+    @property
+    def flinks(self) -> FlinksClient:
+        if self._flinks is None:
+            raise FlinksUnavailableError("Flinks is not configured (FLINKS_CUSTOMER_ID, ...).")
+        return self._flinks
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def mint_token(self) -> MintedToken:
+        try:
+            token = await self.flinks.generate_authorize_token()
+        except FlinksError as exc:
+            raise _app_error(exc) from exc
+        return MintedToken(token.value, token.minted_at + TOKEN_LIFETIME)
+
+    # -- Connect ---------------------------------------------------------------------------
+
+    def _checked_return_url(self, return_url: str | None) -> str | None:
+        if return_url is not None and return_url not in self.config.return_urls:
+            raise ReturnUrlNotAllowed
+        return return_url
+
+    async def start_connect(
+        self,
+        *,
+        session: str,
+        language: Language,
+        return_url: str | None,
+        tag: str | None,
+        options: Mapping[str, object],
+    ) -> ConnectSession:
+        return_url = self._checked_return_url(return_url)
+        # Validate the options before anything is minted or stored.
+        build = self._connect_url_builder(language, return_url, tag, options)
+        minted = await self.mint_token()
+        flow = self.store.new_flow(
+            kind="connect", session=session, language=language, return_url=return_url, tag=tag
+        )
+        await self.store.create_flow(flow)
+        return ConnectSession(flow, build(minted.token), self.config.connect_origin)
+
+    def _connect_url_builder(
+        self,
+        language: Language,
+        return_url: str | None,
+        tag: str | None,
+        options: Mapping[str, object],
+    ) -> _ConnectUrlBuilder:
+        builder = _ConnectUrlBuilder(self.config, language, return_url, tag, options)
+        builder(SecretStr("validation-only"))
+        return builder
+
+    async def complete_connect(
+        self,
+        *,
+        session: str | None,
+        flow_id: str,
+        login_id: str,
+        institution: str | None,
+    ) -> FlowRecord:
+        if not _is_login_id(login_id):
+            raise ValidationFailed("login_id must be the UUID Flinks Connect sent.")
+        flow = await self._owned_flow(session, flow_id, kind="connect")
+        if flow.status != "started":
+            raise Conflict("This flow already has a loginId.")
+        claimed = flow.next(status="authorizing", institution=institution or flow.institution)
+        if not await self.store.replace_flow(flow.version, claimed, login_id=login_id):
+            raise Conflict("This flow already has a loginId.")
+        return await self._authorize(claimed, login_id)
+
+    # -- OAuth -----------------------------------------------------------------------------
+
+    async def start_oauth(
+        self,
+        *,
+        session: str,
+        institution: str,
+        return_url: str | None,
+        language: Language,
+        tag: str | None = None,
+    ) -> OAuthStart:
+        return_url = self._checked_return_url(return_url) or self.config.return_urls[0]
+        if not INSTITUTION.fullmatch(institution):
+            raise ValidationFailed(
+                "institution must be a Flinks institution id, e.g. FlinksCapital."
+            )
+        state = secrets.token_urlsafe(32)
+        flow = self.store.new_flow(
+            kind="oauth",
+            session=session,
+            language=language,
+            institution=institution,
+            return_url=return_url,
+            tag=tag,
+        )
+        await self.store.create_flow(flow, state=state, session=session)
+        try:
+            location = await self.flinks.oauth_authorize_location(
+                institution=institution,
+                redirect_uri=self.config.oauth_redirect_uri,
+                state=state,
+                language=language,
+                tag=tag,
+            )
+        except FlinksError as exc:
+            await self._record_failure(flow, "flinks_unavailable", "Flinks could not be reached.")
+            raise _app_error(exc) from exc
+        return OAuthStart(flow, location)
+
+    async def oauth_callback(
+        self,
+        *,
+        session: str | None,
+        state: str | None,
+        login_id: str | None,
+        error: str | None,
+    ) -> CallbackResult:
+        # Nothing reaches Flinks until the state is consumed, bound to this browser's session.
+        if not session or not state or not STATE.fullmatch(state):
+            raise StateInvalid
+        flow_id = await self.store.consume_state(state, session)
+        if flow_id is None:
+            raise StateInvalid
+        flow = await self.store.get_flow(flow_id)
+        if flow is None or not flow.owned_by(session) or flow.kind != "oauth":
+            raise StateInvalid
+        if flow.status != "started" or self._expired(flow):
+            raise StateInvalid
+        if error is not None or login_id is None or not _is_login_id(login_id):
+            outcome = outcome_for_oauth_error(error) if error is not None else None
+            code = outcome.code if outcome else "invalid_callback"
+            message = outcome.message if outcome else "The bank's answer could not be used."
+            failed = await self._record_failure(flow, code, message)
+            return self._callback_result(failed)
+        claimed = flow.next(status="authorizing")
+        if not await self.store.replace_flow(flow.version, claimed, login_id=login_id):
+            raise StateInvalid
+        try:
+            result = await self._authorize(claimed, login_id)
+        except AppError:
+            result = await self.store.get_flow(flow_id) or claimed
+        return self._callback_result(result)
+
+    def _callback_result(self, flow: FlowRecord) -> CallbackResult:
+        assert flow.return_url is not None  # noqa: S101 - OAuth flows always have one
+        return CallbackResult(
+            return_url=flow.return_url,
+            flow_id=flow.flow_id,
+            status=flow.status,
+            error_code=flow.error.code if flow.error else None,
+        )
+
+    # -- status and MFA ----------------------------------------------------------------------
+
+    async def status(self, *, session: str | None, flow_id: str) -> FlowRecord:
+        flow = await self._owned_flow(session, flow_id, allow_expired=True)
+        if flow.status == "pending" and not self._expired(flow):
+            return await self._recheck_pending(flow)
+        return flow
+
+    async def answer_mfa(
+        self,
+        *,
+        session: str | None,
+        flow_id: str,
+        responses: Mapping[str, Sequence[str]],
+    ) -> FlowRecord:
+        flow = await self._owned_flow(session, flow_id)
+        if flow.status != "mfa_required" or flow.sealed_upstream is None:
+            raise Conflict("This flow is not waiting for MFA answers.")
+        prompts = {challenge.prompt for challenge in flow.challenges}
+        if set(responses) != prompts:
+            raise ValidationFailed("Answer every challenge of this flow, by its prompt.")
+        upstream = self.store.unseal(flow.sealed_upstream, flow.flow_id)
+        if upstream is None:
+            raise Conflict("This MFA challenge can no longer be answered; start again.")
+        continuation = json.loads(upstream)
+        claimed = flow.next(status="authorizing", sealed_upstream=None, challenges=())
+        if not await self.store.replace_flow(flow.version, claimed):
+            raise Conflict("These MFA answers were already sent.")
+        try:
+            outcome = await self.flinks.answer_mfa(
+                token=SecretStr(continuation["token"]),
+                request_id=continuation["request_id"],
+                responses=responses,
+            )
+        except FlinksError as exc:
+            await self._record_failure(
+                claimed, "flinks_unavailable", "Flinks could not be reached."
+            )
+            raise _app_error(exc) from exc
+        return await self._record_outcome(claimed, outcome)
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    @staticmethod
+    def _expired(flow: FlowRecord) -> bool:
+        return flow.expires_at <= datetime.now(UTC)
+
+    async def _owned_flow(
+        self,
+        session: str | None,
+        flow_id: str,
+        *,
+        kind: FlowKind | None = None,
+        allow_expired: bool = False,
+    ) -> FlowRecord:
+        flow = await self.store.get_flow(flow_id)
+        if flow is None or not flow.owned_by(session) or (kind and flow.kind != kind):
+            raise FlowNotFound
+        if not allow_expired and self._expired(flow):
+            raise FlowExpired
+        return flow
+
+    async def _authorize(self, flow: FlowRecord, login_id: str) -> FlowRecord:
+        """Live /Authorize with Save=true: sent at most once for this flow (the CAS claimed it)."""
+        try:
+            outcome = await self.flinks.authorize_live(
+                login_id=login_id, language=flow.language, tag=flow.tag
+            )
+        except FlinksError as exc:
+            await self._record_failure(flow, "flinks_unavailable", "Flinks could not be reached.")
+            raise _app_error(exc) from exc
+        return await self._record_outcome(flow, outcome)
+
+    async def _recheck_pending(self, flow: FlowRecord) -> FlowRecord:
+        now = datetime.now(UTC)
+        if flow.checked_at and now - flow.checked_at < self.config.pending_recheck:
+            return flow
+        login_id = await self.store.get_login_id(flow.flow_id)
+        claimed = flow.next(checked_at=now)
+        # Only one reader re-checks: whoever wins the CAS; the others see the current state.
+        if login_id is None or not await self.store.replace_flow(flow.version, claimed):
+            return flow
+        try:
+            outcome = await self.flinks.authorize_cached(login_id=login_id)
+        except FlinksError:
+            log.info("flow.pending_recheck_failed", extra={"flow_id": flow.flow_id})
+            return claimed
+        return await self._record_outcome(claimed, outcome)
+
+    async def _record_outcome(self, flow: FlowRecord, outcome: AuthorizeOutcome) -> FlowRecord:
+        if isinstance(outcome, Connected):
+            if (
+                flow.kind == "oauth"
+                and outcome.institution
+                and flow.institution
+                and (outcome.institution.lower() != flow.institution.lower())
+            ):
+                log.warning("flow.institution_mismatch", extra={"flow_id": flow.flow_id})
+                return await self._record_failure(
+                    flow, "institution_mismatch", "The bank that answered is not the one chosen."
+                )
+            updated = flow.next(
+                status="connected",
+                institution=outcome.institution or flow.institution,
+                challenges=(),
+                sealed_upstream=None,
+            )
+        elif isinstance(outcome, MfaRequired):
+            sealed = self.store.seal(
+                json.dumps(
+                    {"token": outcome.token.get_secret_value(), "request_id": outcome.request_id}
+                ),
+                flow.flow_id,
+            )
+            updated = flow.next(
+                status="mfa_required",
+                institution=outcome.institution or flow.institution,
+                challenges=tuple(
+                    Challenge(type=c.type or "QuestionAndAnswer", prompt=c.prompt)
+                    for c in outcome.challenges
+                ),
+                sealed_upstream=sealed,
+            )
+        elif isinstance(outcome, Pending):
+            updated = flow.next(status="pending", checked_at=datetime.now(UTC))
+        else:
+            assert isinstance(outcome, Failed)  # noqa: S101
+            return await self._record_failure(flow, outcome.outcome.code, outcome.outcome.message)
+        await self._save(flow, updated)
+        log.info("flow.updated", extra={"flow_id": flow.flow_id, "status": updated.status})
+        return updated
+
+    async def _record_failure(self, flow: FlowRecord, code: str, message: str) -> FlowRecord:
+        failed = flow.next(
+            status="failed",
+            error=FlowError(code=code, message=message),
+            challenges=(),
+            sealed_upstream=None,
+        )
+        await self._save(flow, failed)
+        log.info("flow.failed", extra={"flow_id": flow.flow_id, "code": code})
+        return failed
+
+    async def _save(self, expected: FlowRecord, updated: FlowRecord) -> None:
+        if not await self.store.replace_flow(expected.version, updated):
+            raise Conflict("The flow changed while it was being updated.")
+
+
+class _ConnectUrlBuilder:
+    """Validated Connect parameters, waiting for the token that completes the iframe URL."""
+
+    def __init__(
+        self,
+        config: FlowConfig,
+        language: Language,
+        return_url: str | None,
+        tag: str | None,
+        options: Mapping[str, object],
+    ) -> None:
+        self.config = config
+        self.language = language
+        self.return_url = return_url
+        self.tag = tag
+        self.options = dict(options)
+
+    def __call__(self, token: SecretStr) -> str:
+        try:
+            return build_connect_url(
+                self.config.connect_url,
+                authorize_token=token.get_secret_value(),
+                demo=self.config.demo,
+                language=self.language,
+                redirect_url=self.return_url,
+                allowed_redirect_urls=self.config.return_urls,
+                tag=self.tag,
+                options=self.options,
+            )
+        except ConnectOptionError as exc:
+            raise ValidationFailed(str(exc)) from exc

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from app.errors import StoreUnavailable
+from app.store import PREFIX, Sealer, Store, connect_redis, flow_key, login_key, state_key
+
+SESSION = secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+async def store(redis_url: str, redis: Redis) -> AsyncIterator[Store]:
+    client = connect_redis(redis_url)
+    yield Store(
+        client, encryption_key=secrets.token_bytes(32), flow_ttl=60, state_ttl=30, login_ttl=90
+    )
+    await client.aclose(True)
+
+
+async def test_a_new_flow_and_its_state_are_written_with_their_ttls(
+    store: Store, redis: Redis
+) -> None:
+    flow = store.new_flow(kind="oauth", session=SESSION, language="en", institution="FlinksCapital")
+    state = secrets.token_urlsafe(32)
+    await store.create_flow(flow, state=state, session=SESSION)
+    assert 60 < await redis.ttl(flow_key(flow.flow_id)) <= 60 + 900
+    assert 0 < await redis.ttl(state_key(state, SESSION)) <= 30
+    assert await redis.get(state_key(state, SESSION)) == flow.flow_id
+    # Neither the raw state nor the session is part of any key or value.
+    keys = [key async for key in redis.scan_iter(f"{PREFIX}*")]
+    dump = " ".join(keys) + " ".join([str(await redis.get(k)) for k in keys])
+    assert state not in dump
+    assert SESSION not in dump
+
+
+async def test_state_is_single_use_and_bound_to_the_session(store: Store) -> None:
+    flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+    state = secrets.token_urlsafe(32)
+    await store.create_flow(flow, state=state, session=SESSION)
+    other_session = secrets.token_urlsafe(32)
+    assert await store.consume_state(state, other_session) is None
+    assert await store.consume_state(state, SESSION) == flow.flow_id
+    assert await store.consume_state(state, SESSION) is None
+
+
+async def test_concurrent_consumers_of_one_state_see_exactly_one_win(store: Store) -> None:
+    flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+    state = secrets.token_urlsafe(32)
+    await store.create_flow(flow, state=state, session=SESSION)
+    results = await asyncio.gather(*(store.consume_state(state, SESSION) for _ in range(50)))
+    assert [r for r in results if r is not None] == [flow.flow_id]
+
+
+async def test_compare_and_set_lets_one_writer_win_and_stores_the_login_encrypted(
+    store: Store, redis: Redis
+) -> None:
+    flow = store.new_flow(kind="connect", session=SESSION, language="en")
+    await store.create_flow(flow)
+    login_id = str(uuid.uuid4())
+    claims = [flow.next(status="authorizing") for _ in range(20)]
+    wins = await asyncio.gather(
+        *(store.replace_flow(flow.version, c, login_id=login_id) for c in claims)
+    )
+    assert wins.count(True) == 1
+    stored = await store.get_flow(flow.flow_id)
+    assert stored is not None
+    assert (stored.status, stored.version) == ("authorizing", 1)
+    raw = await redis.get(login_key(flow.flow_id))
+    assert raw is not None
+    assert login_id not in raw
+    assert 0 < await redis.ttl(login_key(flow.flow_id)) <= 90
+    assert await store.get_login_id(flow.flow_id) == login_id
+    # A transition keeps the flow's TTL rather than extending or dropping it.
+    assert await redis.ttl(flow_key(flow.flow_id)) > 0
+
+
+async def test_compare_and_set_on_a_vanished_flow_fails(store: Store) -> None:
+    flow = store.new_flow(kind="connect", session=SESSION, language="en")
+    assert await store.replace_flow(0, flow.next(status="failed")) is False
+
+
+async def test_every_key_has_a_ttl(store: Store, redis: Redis) -> None:
+    for _ in range(3):
+        flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+        await store.create_flow(flow, state=secrets.token_urlsafe(32), session=SESSION)
+        await store.replace_flow(0, flow.next(status="authorizing"), login_id=str(uuid.uuid4()))
+    keys = [key async for key in redis.scan_iter(f"{PREFIX}*")]
+    assert len(keys) == 9
+    assert all([await redis.ttl(key) > 0 for key in keys])
+
+
+def test_sealed_values_are_bound_to_their_context_and_key() -> None:
+    sealer = Sealer(secrets.token_bytes(32))
+    sealed = sealer.seal("secret-value", "ctx-a")
+    assert "secret-value" not in sealed
+    assert sealer.open(sealed, "ctx-a") == "secret-value"
+    assert sealer.open(sealed, "ctx-b") is None
+    assert Sealer(secrets.token_bytes(32)).open(sealed, "ctx-a") is None
+    assert sealer.open("v1.not-base64!", "ctx-a") is None
+    assert sealer.open(sealed[:-4], "ctx-a") is None
+    assert sealer.seal("x", "c") != sealer.seal("x", "c")  # fresh nonce each time
+
+
+async def test_an_unreachable_server_raises_store_unavailable_quickly() -> None:
+    client = connect_redis("redis://127.0.0.1:1/0")
+    store = Store(
+        client, encryption_key=secrets.token_bytes(32), flow_ttl=1, state_ttl=1, login_ttl=1
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(StoreUnavailable):
+        await store.get_flow("x" * 22)
+    assert loop.time() - started < 2.5
+    await client.aclose(True)
