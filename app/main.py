@@ -13,7 +13,7 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import connect, flows, health, oauth, tokens
+from app.api import connect, flows, health, oauth, tokens, web
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import FlinksClient
@@ -132,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_exception_handlers(app)
     for router in (health.router, tokens.router, connect.router, oauth.router, flows.router):
         app.include_router(router)
+    if not settings.is_production:
+        web.mount_demo(app)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(

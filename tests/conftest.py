@@ -15,6 +15,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.types import ASGIApp
 
 from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
@@ -68,16 +69,27 @@ def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
+def browser(asgi_app: ASGIApp) -> httpx.AsyncClient:
+    """A client with its own cookie jar, talking to a running app over ASGI."""
+    transport = httpx.ASGITransport(app=asgi_app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+
 @asynccontextmanager
 async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and a client that talks to it over ASGI."""
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    async with LifespanManager(app) as manager, browser(manager.app) as client:
+        yield client
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_in_process(app) as c:
+async def running_app(app: FastAPI) -> AsyncIterator[ASGIApp]:
+    """The app with its lifespan running (requests see the lifespan state through it)."""
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(running_app) as c:
         yield c

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.responses import RedirectResponse
 
 from app.api.deps import FlowsDep, no_store
@@ -20,10 +20,14 @@ Institution = Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
 _MAX_PARAM = {"loginId": 64, "state": 64, "error": 64}
 
 
-def _redirect(location: str) -> RedirectResponse:
+def _redirect(location: str, carry: Response | None = None) -> RedirectResponse:
+    """A 303; `carry` is the dependency-injected response whose cookies must come along
+    (FastAPI applies them only to responses it builds itself)."""
     response = RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
+    if carry is not None:
+        response.raw_headers.extend(h for h in carry.raw_headers if h[0] == b"set-cookie")
     return response
 
 
@@ -34,6 +38,7 @@ def _redirect(location: str) -> RedirectResponse:
     responses={303: {"description": "To Flinks' bank login page"}},
 )
 async def start(
+    carry: Response,
     flows: FlowsDep,
     session: NewSessionDep,
     institution: Institution,
@@ -43,7 +48,7 @@ async def start(
     started = await flows.start_oauth(
         session=session, institution=institution, return_url=return_url, language=language
     )
-    return _redirect(started.authorize_url)
+    return _redirect(started.authorize_url, carry)
 
 
 @router.post(

@@ -18,16 +18,16 @@ def cookie_name(secure: bool) -> str:
     return SECURE_NAME if secure else LOCAL_NAME
 
 
-def current_session(request: Request, services: ServicesDep) -> str | None:
+async def current_session(request: Request, services: ServicesDep) -> str | None:
     value = request.cookies.get(cookie_name(services.settings.secure_cookies))
     if value and 32 <= len(value) <= 64:
         return value
     return None
 
 
-def ensure_session(request: Request, response: Response, services: ServicesDep) -> str:
+async def ensure_session(request: Request, response: Response, services: ServicesDep) -> str:
     """The caller's session, or a new one set on this response."""
-    existing = current_session(request, services)
+    existing = await current_session(request, services)
     if existing:
         return existing
     session = secrets.token_urlsafe(32)
