@@ -33,6 +33,7 @@ def _uvicorn(settings: Settings, *, workers: int) -> None:
         access_log=False,  # ours never prints query strings
         log_config=None,  # logging is configured by create_app_from_env
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is trusted only from BFF_TRUSTED_PROXIES
         timeout_graceful_shutdown=30,
     )
 

@@ -15,10 +15,12 @@ from fastapi import FastAPI
 
 from app.api import connect, flows, health, oauth, tokens, web
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
+from app.api.security import BrowserSecurityMiddleware
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import FlinksClient
 from app.flows import FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
+from app.ratelimit import ClientAddress, Limits, RateLimiter
 from app.services import Services
 from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
@@ -113,6 +115,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 store=store,
                 metrics=metrics,
                 flows=Flows(store, _flinks_client(settings, http), _flow_config(settings)),
+                limiter=RateLimiter(
+                    store,
+                    Limits(
+                        window=settings.rate_limit_window,
+                        per_ip=settings.rate_limit_ip,
+                        per_session=settings.rate_limit_session,
+                    ),
+                ),
+                client_address=ClientAddress(settings.trusted_proxies),
                 embedded_redis=embedded,
             )
             app.state.services = services  # for tests and tools; requests use lifespan state
@@ -136,6 +147,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web.mount_demo(app)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(
+        BrowserSecurityMiddleware,
+        allowed_origins=settings.api_origins,
+        connect_origin=settings.connect_origin,
+        hsts=settings.secure_cookies,
+    )
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, skip_paths=("/livez", "/readyz", "/metrics")
     )

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from app.embedded_redis import EmbeddedRedis
 from app.flows import Flows
 from app.observability import Metrics
+from app.ratelimit import ClientAddress, RateLimiter
 from app.settings import Settings
 from app.store import Store
 
@@ -22,4 +23,6 @@ class Services:
     store: Store
     metrics: Metrics
     flows: Flows
+    limiter: RateLimiter
+    client_address: ClientAddress
     embedded_redis: EmbeddedRedis | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, validation_alias="BFF_PORT")
     workers: PositiveInt = Field(1, validation_alias="BFF_WORKERS")
 
+    rate_limit_window: PositiveInt = Field(60, validation_alias="BFF_RATE_LIMIT_WINDOW")
+    rate_limit_ip: int = Field(120, ge=0, validation_alias="BFF_RATE_LIMIT_IP")
+    rate_limit_session: int = Field(30, ge=0, validation_alias="BFF_RATE_LIMIT_SESSION")
+    trusted_proxies: CsvList = Field((), validation_alias="BFF_TRUSTED_PROXIES")
+
     redis_url: RedisUrl | None = Field(None, validation_alias="REDIS_URL")
 
     flinks_instance: str = Field(
@@ -90,7 +96,7 @@ class Settings(BaseSettings):
     flinks_api_key: SecretStr | None = Field(None, validation_alias="FLINKS_API_KEY")
     flinks_demo: bool = Field(False, validation_alias="FLINKS_DEMO")
 
-    @field_validator("return_urls", "cors_origins", mode="before")
+    @field_validator("return_urls", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -113,6 +119,16 @@ class Settings(BaseSettings):
             if origin == "*" or _origin(origin) != origin.rstrip("/") or "://" not in origin:
                 raise ValueError(f"{origin!r} is not an exact origin like https://app.example.com")
         return tuple(origin.rstrip("/") for origin in origins)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{proxy!r} is not an IP address or CIDR network") from exc
+        return proxies
 
     @field_validator("encryption_key")
     @classmethod
@@ -174,6 +190,11 @@ class Settings(BaseSettings):
     def oauth_redirect_uri(self) -> str:
         """The one redirect_uri registered with Flinks; never derived from request headers."""
         return str(self.public_url).rstrip("/") + "/v1/oauth/callback"
+
+    @cached_property
+    def api_origins(self) -> frozenset[str]:
+        """Origins allowed to call the API: BFF_CORS_ORIGINS and the BFF's own."""
+        return frozenset(self.cors_origins) | {_origin(str(self.public_url))}
 
     @property
     def secure_cookies(self) -> bool:

@@ -4,6 +4,7 @@ Keys (every one written with its TTL in the same command):
 - `bff:v1:flow:{<flow_id>}`   the flow record (JSON), TTL = flow TTL
 - `bff:v1:login:{<flow_id>}`  the loginId, AES-GCM encrypted, TTL = login TTL
 - `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
+- `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window
 
 The braces are Redis Cluster hash tags: a flow's record and loginId live in the same slot, so
 one script can change both atomically.
@@ -165,6 +166,21 @@ return 1
 """
 
 
+# Fixed window: the first hit starts the window and sets its expiry, in the same atomic step.
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
+
+
+def rate_key(scope: str, identity: str) -> str:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return f"{PREFIX}rate:{scope}:{digest}"
+
+
 class Store:
     def __init__(
         self,
@@ -181,12 +197,18 @@ class Store:
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
         self._cas = redis.register_script(_CAS_FLOW)
+        self._hit = redis.register_script(_HIT)
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
             return await operation
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
+
+    async def hit(self, scope: str, identity: str, window: int) -> tuple[int, int]:
+        """Count one hit in the current window: (hits so far, seconds left in the window)."""
+        count, ttl = await self._call(self._hit(keys=[rate_key(scope, identity)], args=[window]))
+        return int(count), int(ttl)
 
     async def ping(self) -> None:
         await self._call(cast(Awaitable[object], self.redis.ping()))

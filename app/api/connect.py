@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep, no_store
+from app.api.limits import rate_limited
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.session import NewSessionDep, SessionDep
 
@@ -15,6 +16,7 @@ router = APIRouter(prefix="/v1/connect", tags=["connect"], dependencies=[Depends
     "/sessions",
     status_code=status.HTTP_201_CREATED,
     summary="Start a Connect flow: mint a token and build the iframe URL",
+    dependencies=[rate_limited("start")],
 )
 async def start_connect(
     body: ConnectSessionIn, flows: FlowsDep, session: NewSessionDep

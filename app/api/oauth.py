@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.responses import RedirectResponse
 
 from app.api.deps import FlowsDep, no_store
+from app.api.limits import rate_limited
 from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
 from app.api.session import NewSessionDep, SessionDep
 from app.flows import CallbackResult
@@ -36,6 +37,7 @@ def _redirect(location: str, carry: Response | None = None) -> RedirectResponse:
     status_code=status.HTTP_303_SEE_OTHER,
     summary="Top-level navigation: create state and flow, then 303 to the bank's login page",
     responses={303: {"description": "To Flinks' bank login page"}},
+    dependencies=[rate_limited("start")],
 )
 async def start(
     carry: Response,
@@ -55,6 +57,7 @@ async def start(
     "/sessions",
     status_code=status.HTTP_201_CREATED,
     summary="For a single-page app: the same as start, answering the bank URL as JSON",
+    dependencies=[rate_limited("start")],
 )
 async def create_session(
     body: OAuthSessionIn, flows: FlowsDep, session: NewSessionDep

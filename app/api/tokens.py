@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep, no_store
+from app.api.limits import rate_limited
 from app.api.schemas import AuthorizeTokenOut
 
 router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=[Depends(no_store)])
@@ -14,6 +15,7 @@ router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=[Depends(no_store
     "/authorize-tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Mint one Flinks authorize token (single use, 30 minutes)",
+    dependencies=[rate_limited("mint")],
 )
 async def mint_authorize_token(flows: FlowsDep) -> AuthorizeTokenOut:
     minted = await flows.mint_token()

@@ -89,6 +89,8 @@ async def sandbox(sandbox_handle: SandboxHandle) -> AsyncIterator[Sandbox]:
 
 
 def bff_settings(redis_url: str, sandbox: Sandbox, **overrides: object) -> Settings:
+    """Rate limits are off unless a test turns them on: flows tests send many requests."""
+    overrides = {"BFF_RATE_LIMIT_IP": 0, "BFF_RATE_LIMIT_SESSION": 0, **overrides}
     return make_settings(
         redis_url,
         FLINKS_API_URL=sandbox.base_url,

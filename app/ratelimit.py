@@ -1,0 +1,66 @@
+"""Rate limits shared by every replica through Redis: per client IP and per browser session."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.errors import RateLimited
+from app.store import Store, session_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    window: int
+    per_ip: int
+    per_session: int
+
+
+class RateLimiter:
+    def __init__(self, store: Store, limits: Limits) -> None:
+        self.store = store
+        self.limits = limits
+
+    async def check(self, action: str, *, client_ip: str, session: str | None) -> None:
+        """Count this request; RateLimited (429 + Retry-After) once a limit is passed."""
+        checks = [("ip", client_ip, self.limits.per_ip)]
+        if session is not None:
+            checks.append(("session", session_hash(session), self.limits.per_session))
+        for kind, who, limit in checks:
+            if limit <= 0:
+                continue
+            count, seconds_left = await self.store.hit(f"{action}:{kind}", who, self.limits.window)
+            if count > limit:
+                raise RateLimited(
+                    f"Too many requests from this {'session' if kind == 'session' else 'address'};"
+                    " try again later.",
+                    headers={"Retry-After": str(max(seconds_left, 1))},
+                )
+
+
+class ClientAddress:
+    """The client's IP: the peer, or X-Forwarded-For's nearest untrusted hop when the peer is
+    one of our configured proxies. Without trusted proxies the header is ignored."""
+
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self.trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted)
+
+    def resolve(self, peer: str | None, forwarded_for: str | None) -> str:
+        peer = peer or "unknown"
+        if not self.trusted or not forwarded_for or not self._is_trusted(peer):
+            return peer
+        for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+            if not self._is_trusted(hop):
+                try:
+                    return str(ipaddress.ip_address(hop))
+                except ValueError:
+                    return peer
+        return peer

@@ -1,0 +1,378 @@
+"""``/v3/{customerId}/BankingServices/{Endpoint}``: the Flinks API itself.
+
+Endpoint names and JSON keys are matched case-insensitively, as Flinks' ASP.NET routing and model
+binding do. The one ``dispatch`` route looks the endpoint up in a table, so an unknown endpoint or
+method gets Flinks-like answers rather than Starlette's defaults.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.sandbox import data
+from app.sandbox import payloads as p
+from app.sandbox.authorize import Authorizer, Outcome
+from app.sandbox.middleware import call_record
+from app.sandbox.state import (
+    AuthSession,
+    CallRecord,
+    DetailJob,
+    Purpose,
+    SandboxState,
+    SessionStatus,
+)
+from app.sandbox.users import INSTITUTION
+
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+Handler = Callable[[Request, str, str | None, CallRecord], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    method: str
+    handler: Handler
+    takes_arg: bool
+
+
+class BankingApi:
+    def __init__(self, state: SandboxState, authorizer: Authorizer) -> None:
+        self.state = state
+        self.authorizer = authorizer
+        self.endpoints: dict[str, _Endpoint] = {
+            "generateauthorizetoken": _Endpoint("POST", self.generate_token, False),
+            "authorize": _Endpoint("POST", self.authorize, False),
+            "getaccountssummary": _Endpoint("POST", self.accounts_summary, False),
+            "getaccountssummaryasync": _Endpoint("GET", self.accounts_summary, True),
+            "getaccountsdetail": _Endpoint("POST", self.accounts_detail, False),
+            "getaccountsdetailasync": _Endpoint("GET", self.accounts_detail, True),
+            "deletecard": _Endpoint("DELETE", self.delete_card, True),
+            "setscheduledrefresh": _Endpoint("PATCH", self.set_scheduled_refresh, False),
+        }
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v3/{customer_id}/{service}/{endpoint}", self.dispatch, methods=ANY_METHOD),
+            Route(
+                "/v3/{customer_id}/{service}/{endpoint}/{arg}", self.dispatch, methods=ANY_METHOD
+            ),
+        ]
+
+    async def dispatch(self, request: Request) -> Response:
+        params = request.path_params
+        call = call_record(request)
+        name = str(params["endpoint"]).lower()
+        endpoint = self.endpoints.get(name)
+        arg: str | None = params.get("arg")
+        if (
+            str(params["service"]).lower() != "bankingservices"
+            or endpoint is None
+            or endpoint.takes_arg != (arg is not None)
+        ):
+            return JSONResponse(
+                {"Message": "No HTTP resource was found that matches the request URI"}, 404
+            )
+        if call is not None:
+            call.endpoint = p.BANKING_ENDPOINTS[name]
+        if request.method != endpoint.method:
+            message = f"The requested resource does not support http method '{request.method}'."
+            return JSONResponse({"Message": message}, 405, headers={"Allow": endpoint.method})
+        customer_id = str(params["customer_id"]).lower()
+        record = call or _scratch_record(request)
+        record.customer_id = customer_id
+        if customer_id not in self.state.customer_ids:
+            return _reply(record, 401, p.error_body(401, "ACCESS_DENIED", p.MSG_BAD_CUSTOMER))
+        return await endpoint.handler(request, customer_id, arg, record)
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def generate_token(
+        self, request: Request, customer_id: str, _: str | None, call: CallRecord
+    ) -> Response:
+        key = request.headers.get("flinks-auth-key")
+        call.token = key
+        secret = self.state.settings.secret_key
+        if not key or not hmac.compare_digest(key.strip().encode(), secret.encode()):
+            return _reply(call, 401, p.error_body(401, "UNAUTHORIZED", p.MSG_BAD_AUTH_KEY))
+        token = self.state.mint_token(customer_id)
+        return JSONResponse({"HttpStatusCode": 200, "Token": token.value})
+
+    # -- /Authorize ---------------------------------------------------------------------------
+
+    async def authorize(
+        self, request: Request, customer_id: str, _: str | None, call: CallRecord
+    ) -> Response:
+        state = self.state
+        token_value = request.headers.get("flinks-auth-key")
+        call.token = token_value
+        try:
+            body = p.FlinksBody.parse(await request.body())
+            call.fields = body.keys
+            request_id = body.text("RequestId")
+            login_id = body.text("LoginId")
+            cached = body.flag("MostRecentCached")
+            save = body.flag("Save")
+            tag = body.text("Tag")
+            username = body.text("Username")
+            password = body.text("Password")
+            institution = body.text("Institution")
+            language = body.text("Language")
+            schedule_refresh = body.flag("ScheduleRefresh")
+        except p.BodyError as exc:
+            return _reply(call, 401, p.error_body(401, "INVALID_REQUEST", str(exc)))
+        call.request_id, call.login_id, call.most_recent_cached = request_id, login_id, cached
+        call.save, call.tag = save, tag
+
+        token = state.valid_token(token_value, customer_id)
+        pending = state.sessions.get(request_id, state.clock.now()) if request_id else None
+        if token is None:
+            if token_value or state.settings.require_authorize_token:
+                return _reply(call, 401, p.error_body(401, "ACCESS_DENIED", p.MSG_BAD_TOKEN))
+        elif token.used:
+            # Single use, except to continue the MFA conversation this very token opened.
+            continuing = (
+                pending is not None
+                and pending.status is SessionStatus.MFA
+                and token.request_id == request_id
+            )
+            if not continuing:
+                return _reply(call, 401, p.error_body(401, "ACCESS_DENIED", p.MSG_BAD_TOKEN))
+        if token is not None:
+            token.used = True
+
+        if request_id:
+            if (
+                pending is None
+                or pending.customer_id != customer_id
+                or pending.purpose is not Purpose.API
+                or pending.status is not SessionStatus.MFA
+            ):
+                body_ = p.error_body(400, "SESSION_NONEXISTENT", p.MSG_NO_SESSION, Tag=tag)
+                return _reply(call, 400, body_)
+            outcome = self.authorizer.answer(
+                pending, body.get("SecurityResponses"), save=save, tag=tag
+            )
+        elif login_id:
+            card = state.find_card(login_id, customer_id)
+            if card is None:
+                body_ = p.error_body(401, "INVALID_LOGIN", p.MSG_BAD_LOGIN_ID, Tag=tag)
+                return _reply(call, 401, body_)
+            outcome = self.authorizer.with_card(
+                card, cached=bool(cached), language=language, save=bool(save), tag=tag
+            )
+        elif username is not None or password is not None:
+            problem = _credentials_problem(username, password, institution, cached)
+            if problem:
+                return _reply(call, 401, p.error_body(401, "INVALID_REQUEST", problem, Tag=tag))
+            outcome = self.authorizer.with_credentials(
+                customer_id,
+                username or "",
+                password or "",
+                purpose=Purpose.API,
+                language=language or "en",
+                save=bool(save),
+                tag=tag,
+                schedule_refresh=bool(schedule_refresh),
+            )
+        else:
+            message = (
+                "Provide Username, Password and Institution, a LoginId, "
+                "or a RequestId with SecurityResponses"
+            )
+            return _reply(call, 401, p.error_body(401, "INVALID_REQUEST", message, Tag=tag))
+
+        if token is not None and outcome.status == 203 and outcome.session is not None:
+            token.request_id = outcome.session.request_id
+        return _outcome(call, outcome)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _api_key_problem(self, request: Request, call: CallRecord) -> Response | None:
+        expected = self.state.settings.api_key
+        sent = request.headers.get("x-api-key")
+        call.api_key = sent
+        if not expected:
+            return None
+        if sent and hmac.compare_digest(sent.strip().encode(), expected.encode()):
+            return None
+        return _reply(call, 401, p.error_body(401, "ACCESS_DENIED", p.MSG_BAD_API_KEY))
+
+    async def _data_session(
+        self, request: Request, customer_id: str, arg: str | None, call: CallRecord
+    ) -> tuple[AuthSession, p.FlinksBody] | Response:
+        problem = self._api_key_problem(request, call)
+        if problem is not None:
+            return problem
+        body = p.FlinksBody({})
+        if arg is None:
+            try:
+                body = p.FlinksBody.parse(await request.body())
+                request_id = body.text("RequestId")
+            except p.BodyError as exc:
+                return _reply(call, 400, p.error_body(400, "SESSION_NONEXISTENT", str(exc)))
+            call.fields = body.keys
+        else:
+            request_id = arg
+        call.request_id = request_id
+        now = self.state.clock.now()
+        session = self.state.sessions.get(request_id.strip(), now) if request_id else None
+        if session is None or session.customer_id != customer_id:
+            return _reply(call, 400, p.error_body(400, "SESSION_NONEXISTENT", p.MSG_NO_SESSION))
+        if session.status is SessionStatus.MFA or session.card is None:
+            error = p.error_body(401, "UNAUTHORIZED", p.MSG_NOT_AUTHORIZED, RequestId=request_id)
+            return _reply(call, 401, error)
+        call.login_id = session.card.login_id
+        return session, body
+
+    async def accounts_summary(
+        self, request: Request, customer_id: str, arg: str | None, call: CallRecord
+    ) -> Response:
+        found = await self._data_session(request, customer_id, arg, call)
+        if isinstance(found, Response):
+            return found
+        session, _ = found
+        assert session.card is not None  # noqa: S101 - checked by _data_session
+        accounts = data.accounts_summary(session.card.login_id)
+        body = data.envelope(
+            accounts, p.login_object(session.card), session.request_id, session.tag
+        )
+        return _reply(call, 200, body)
+
+    async def accounts_detail(
+        self, request: Request, customer_id: str, arg: str | None, call: CallRecord
+    ) -> Response:
+        found = await self._data_session(request, customer_id, arg, call)
+        if isinstance(found, Response):
+            return found
+        session, body = found
+        assert session.card is not None  # noqa: S101 - checked by _data_session
+        job = session.detail
+        if job is None:
+            # The first request of a session waits for the background processing; the Async
+            # GET before any POST starts it too (with the default options) rather than failing.
+            polls = self.state.settings.detail_pending_polls
+            job = session.detail = DetailJob(_detail_options(body), polls)
+        elif arg is None and job.delivered:
+            job.options = _detail_options(body)  # processed data is served at once, as asked
+        if job.polls_left > 0:
+            job.polls_left -= 1
+            pending = p.pending_body(
+                "OPERATION_PENDING", p.MSG_PENDING, session.request_id, session.tag
+            )
+            return _reply(call, 202, pending)
+        job.delivered = True
+        today = self.state.clock.utcnow().date()
+        accounts = data.accounts_detail(session.card.login_id, today, job.options)
+        envelope = data.envelope(
+            accounts, p.login_object(session.card), session.request_id, session.tag
+        )
+        return _reply(call, 200, envelope)
+
+    # -- cards --------------------------------------------------------------------------------
+
+    async def delete_card(
+        self, request: Request, customer_id: str, arg: str | None, call: CallRecord
+    ) -> Response:
+        problem = self._api_key_problem(request, call)
+        if problem is not None:
+            return problem
+        call.login_id = arg
+        card = self.state.find_card(arg, customer_id)
+        if card is None:
+            return _reply(call, 401, p.error_body(401, "INVALID_LOGIN", p.MSG_BAD_LOGIN_ID))
+        busy = any(
+            s.card is card and s.detail is not None and not s.detail.delivered
+            for s in self.state.sessions.values()
+        )
+        if busy:
+            return _reply(call, 400, p.error_body(400, "CARD_IN_USE", p.MSG_CARD_IN_USE))
+        self.state.delete_card(card)
+        message = f"All of the information about LoginId {card.login_id} has been removed"
+        return _reply(call, 200, {"HttpStatusCode": 200, "Message": message})
+
+    async def set_scheduled_refresh(
+        self, request: Request, customer_id: str, _: str | None, call: CallRecord
+    ) -> Response:
+        problem = self._api_key_problem(request, call)
+        if problem is not None:
+            return problem
+        try:
+            body = p.FlinksBody.parse(await request.body())
+            call.fields = body.keys
+            login_id = body.text("LoginId")
+            activated = body.flag("IsActivated")
+        except p.BodyError as exc:
+            return _reply(call, 401, p.error_body(401, "INVALID_REQUEST", str(exc)))
+        call.login_id = login_id
+        card = self.state.find_card(login_id, customer_id)
+        if card is None:
+            return _reply(call, 401, p.error_body(401, "INVALID_LOGIN", p.MSG_BAD_LOGIN_ID))
+        card.is_scheduled_refresh = bool(activated)
+        verb = "activated" if card.is_scheduled_refresh else "deactivated"
+        # Flinks answers with a bare JSON string here, not an object.
+        return _reply(
+            call, 200, f"LoginId {card.login_id} has now been {verb} for automatic refresh"
+        )
+
+
+def _credentials_problem(
+    username: str | None, password: str | None, institution: str | None, cached: bool | None
+) -> str | None:
+    if not username or not password:
+        return "Username and Password are both required"
+    if cached:
+        return "MostRecentCached=true needs a LoginId; credentials open a live session"
+    if not institution:
+        return "Institution is required with Username and Password"
+    if institution.strip().lower() != INSTITUTION.lower():
+        return f"Institution {institution!r} is not available on this instance"
+    return None
+
+
+def _detail_options(body: p.FlinksBody) -> data.DetailOptions:
+    def flag(name: str) -> bool:
+        try:
+            value = body.flag(name)
+        except p.BodyError:
+            return True
+        return True if value is None else value
+
+    accounts = body.get("AccountsFilter")
+    try:
+        days = body.text("DaysOfTransactions") or body.text("DaysOfTransaction")
+        date_from, date_to = body.text("DateFrom"), body.text("DateTo")
+    except p.BodyError:
+        days = date_from = date_to = None
+    return data.DetailOptions(
+        with_transactions=flag("WithTransactions"),
+        with_balance=flag("WithBalance"),
+        with_account_identity=flag("WithAccountIdentity"),
+        days=data.parse_days(days),
+        date_from=data.parse_date(date_from),
+        date_to=data.parse_date(date_to),
+        accounts_filter=(
+            frozenset(str(a).lower() for a in accounts) if isinstance(accounts, list) else None
+        ),
+    )
+
+
+def _scratch_record(request: Request) -> CallRecord:
+    return CallRecord(0, 0.0, request.method, request.url.path, None)
+
+
+def _reply(call: CallRecord, status: int, body: object) -> JSONResponse:
+    if isinstance(body, dict):
+        code = body.get("FlinksCode")
+        call.flinks_code = code if isinstance(code, str) else None
+        rid = body.get("RequestId")
+        call.response_request_id = rid if isinstance(rid, str) else None
+    return JSONResponse(body, status_code=status)
+
+
+def _outcome(call: CallRecord, outcome: Outcome) -> JSONResponse:
+    return _reply(call, outcome.status, outcome.body)

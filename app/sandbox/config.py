@@ -1,0 +1,85 @@
+"""Sandbox settings: environment variables prefixed ``SANDBOX_`` or CLI flags."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
+TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public Toolbox value
+TOOLBOX_API_KEY = "3d5266a8-b697-48d4-8de6-52e2e2662acc"
+DEFAULT_REDIRECT_URIS = (
+    "http://127.0.0.1:8000/v1/oauth/callback",
+    "http://localhost:8000/v1/oauth/callback",
+)
+
+StrList = Annotated[list[str], NoDecode]
+
+
+def _split_list(value: object) -> object:
+    """Accept a JSON array or a comma-separated string for list settings."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class SandboxSettings(BaseSettings):
+    """Everything the sandbox can be told; defaults are the public Toolbox values."""
+
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
+
+    customer_ids: StrList = Field(default_factory=lambda: [TOOLBOX_CUSTOMER_ID], min_length=1)
+    secret_key: str = Field(default=TOOLBOX_SECRET_KEY, min_length=1)
+    # Empty: data endpoints skip the x-api-key check (instances where Flinks has not enabled it).
+    api_key: str = TOOLBOX_API_KEY
+    redirect_uris: StrList = Field(default_factory=lambda: list(DEFAULT_REDIRECT_URIS))
+    # False emulates an integration created before October 2024 (authorize token optional).
+    require_authorize_token: bool = True
+
+    token_ttl_seconds: float = Field(default=1800.0, gt=0)
+    mfa_session_ttl_seconds: float = Field(default=480.0, gt=0)
+    request_ttl_seconds: float = Field(default=1800.0, gt=0)
+
+    mfa_rounds: int = Field(default=1, ge=1, le=3)
+    detail_pending_polls: int = Field(default=1, ge=0)
+    stable_login_ids: bool = True
+    # What the Connect page does for test_disabled_account / test_service_unavailable:
+    # "redirect" issues a LoginId (the error shows on the next live /Authorize);
+    # "event" reports the FlinksCode in the iframe, as Flinks Connect itself does.
+    connect_error_users: Literal["redirect", "event"] = "redirect"
+
+    public_url: str | None = None
+    call_record_limit: int = Field(default=10_000, ge=1)
+    control_api: bool = True
+
+    latency_ms: float = Field(default=0.0, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    error_status: int = Field(default=500, ge=400, le=599)
+    error_code: str = "AGGREGATION_ERROR"
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    timeout_seconds: float = Field(default=30.0, ge=0)
+    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_seed: int | None = None
+
+    @field_validator("customer_ids", "redirect_uris", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> SandboxSettings:
+        if self.error_rate + self.timeout_rate + self.drop_rate > 1:
+            raise ValueError("error_rate + timeout_rate + drop_rate must not exceed 1")
+        return self
