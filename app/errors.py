@@ -47,13 +47,19 @@ class FlowExpired(AppError):
 
 
 class StateInvalid(AppError):
-    status, code, title = 400, "state_invalid", "The OAuth state is not valid"
+    # 403, not DESIGN's 400: the request is well formed, it is this browser that may not
+    # complete the flow (security.md A2 tests expect 403 too).
+    status, code, title = 403, "state_invalid", "The OAuth state is not valid"
     default_detail = "The link attempt is unknown, expired, already used or from another browser."
 
 
 class ReturnUrlNotAllowed(AppError):
     status, code, title = 400, "return_url_not_allowed", "The return URL is not allowed"
     default_detail = "return_url must be exactly one of the configured return URLs."
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported Media Type"
 
 
 class Conflict(AppError):

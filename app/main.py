@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import connect, flows, health, oauth, tokens, web
+from app.api.openapi import install_openapi
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.api.security import BrowserSecurityMiddleware
 from app.embedded_redis import EmbeddedRedis
@@ -71,6 +72,7 @@ def _flow_config(settings: Settings) -> FlowConfig:
         demo=settings.flinks_demo,
         return_urls=settings.return_urls,
         oauth_redirect_uri=settings.oauth_redirect_uri,
+        institutions=settings.flinks_institutions,
     )
 
 
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if not settings.is_production:
         web.mount_demo(app)
+    install_openapi(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -28,6 +29,13 @@ CsvList = Annotated[tuple[str, ...], NoDecode]
 DEV_PUBLIC_URL = "http://127.0.0.1:8000"
 DEV_RETURN_URLS = ("http://127.0.0.1:8000/", "http://localhost:8000/")
 DEV_CORS_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+# Institution ids Flinks' SDKs know (flinks-contract.md 1.3); FLINKS_INSTITUTIONS narrows it to
+# the ones enabled on your instance for the OAuth flow.
+DEFAULT_INSTITUTIONS = (
+    "ATB", "BMO", "CIBC", "CoastCapital", "Desjardins", "EQBank", "FlinksCapital", "HSBC",
+    "Laurentienne", "Meridian", "National", "PC", "RBC", "Scotia", "Simplii", "TD", "Tangerine",
+    "Vancity",
+)  # fmt: skip
 
 
 def _split_csv(value: object) -> object:
@@ -95,8 +103,13 @@ class Settings(BaseSettings):
     flinks_secret_key: SecretStr | None = Field(None, validation_alias="FLINKS_SECRET_KEY")
     flinks_api_key: SecretStr | None = Field(None, validation_alias="FLINKS_API_KEY")
     flinks_demo: bool = Field(False, validation_alias="FLINKS_DEMO")
+    flinks_institutions: CsvList = Field(
+        DEFAULT_INSTITUTIONS, min_length=1, validation_alias="FLINKS_INSTITUTIONS"
+    )
 
-    @field_validator("return_urls", "cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "return_urls", "cors_origins", "trusted_proxies", "flinks_institutions", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -119,6 +132,14 @@ class Settings(BaseSettings):
             if origin == "*" or _origin(origin) != origin.rstrip("/") or "://" not in origin:
                 raise ValueError(f"{origin!r} is not an exact origin like https://app.example.com")
         return tuple(origin.rstrip("/") for origin in origins)
+
+    @field_validator("flinks_institutions")
+    @classmethod
+    def _institution_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for institution in ids:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", institution):
+                raise ValueError(f"{institution!r} is not an institution id like FlinksCapital")
+        return ids
 
     @field_validator("trusted_proxies")
     @classmethod

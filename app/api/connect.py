@@ -6,17 +6,21 @@ from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep, no_store
 from app.api.limits import rate_limited
+from app.api.problems import API_PROBLEMS
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
+from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep
 
-router = APIRouter(prefix="/v1/connect", tags=["connect"], dependencies=[Depends(no_store)])
+router = APIRouter(
+    prefix="/v1/connect", tags=["connect"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
+)
 
 
 @router.post(
     "/sessions",
     status_code=status.HTTP_201_CREATED,
     summary="Start a Connect flow: mint a token and build the iframe URL",
-    dependencies=[rate_limited("start")],
+    dependencies=[Depends(require_json), rate_limited("start")],
 )
 async def start_connect(
     body: ConnectSessionIn, flows: FlowsDep, session: NewSessionDep
@@ -26,7 +30,7 @@ async def start_connect(
         language=body.language,
         return_url=body.return_url,
         tag=body.tag,
-        options=body.options,
+        options=body.options.model_dump(exclude_none=True),
     )
     return ConnectSessionOut(
         flow_id=started.flow.flow_id,
@@ -39,6 +43,7 @@ async def start_connect(
 @router.post(
     "/sessions/{flow_id}/complete",
     summary="Bind the loginId from Connect's REDIRECT event to the flow and authorize it",
+    dependencies=[Depends(require_json)],
 )
 async def complete_connect(
     body: CompleteIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId

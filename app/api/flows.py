@@ -5,10 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import FlowsDep, no_store
+from app.api.problems import API_PROBLEMS
 from app.api.schemas import FlowId, FlowOut, MfaIn
+from app.api.security import require_json
 from app.api.session import SessionDep
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"], dependencies=[Depends(no_store)])
+router = APIRouter(
+    prefix="/v1/flows", tags=["flows"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
+)
 
 
 @router.get("/{flow_id}", summary="The flow's status (only for the session that owns it)")
@@ -16,7 +20,11 @@ async def get_flow(flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> Flo
     return FlowOut.of(await flows.status(session=session, flow_id=flow_id))
 
 
-@router.post("/{flow_id}/mfa", summary="Answer the flow's MFA challenges")
+@router.post(
+    "/{flow_id}/mfa",
+    summary="Answer the flow's MFA challenges",
+    dependencies=[Depends(require_json)],
+)
 async def answer_mfa(body: MfaIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> FlowOut:
     flow = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
     return FlowOut.of(flow)

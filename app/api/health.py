@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.api.deps import ServicesDep
+from app.api.problems import problem_responses
 from app.errors import StoreUnavailable
 
 router = APIRouter(tags=["health"])
@@ -29,7 +30,7 @@ async def livez() -> HealthStatus:
 @router.get(
     "/readyz",
     summary="Redis answers (503 store_unavailable if not)",
-    responses={503: {"description": "The session store is unavailable"}},
+    responses=problem_responses(500, 503),
 )
 async def readyz(services: ServicesDep) -> HealthStatus:
     try:

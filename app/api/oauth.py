@@ -10,11 +10,15 @@ from starlette.responses import RedirectResponse
 
 from app.api.deps import FlowsDep, no_store
 from app.api.limits import rate_limited
+from app.api.problems import API_PROBLEMS
 from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
+from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep
 from app.flows import CallbackResult
 
-router = APIRouter(prefix="/v1/oauth", tags=["oauth"], dependencies=[Depends(no_store)])
+router = APIRouter(
+    prefix="/v1/oauth", tags=["oauth"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
+)
 
 Institution = Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
 # Callback parameters longer than these are not Flinks' and are treated as absent.
@@ -35,6 +39,7 @@ def _redirect(location: str, carry: Response | None = None) -> RedirectResponse:
 @router.get(
     "/start",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     summary="Top-level navigation: create state and flow, then 303 to the bank's login page",
     responses={303: {"description": "To Flinks' bank login page"}},
     dependencies=[rate_limited("start")],
@@ -57,7 +62,7 @@ async def start(
     "/sessions",
     status_code=status.HTTP_201_CREATED,
     summary="For a single-page app: the same as start, answering the bank URL as JSON",
-    dependencies=[rate_limited("start")],
+    dependencies=[Depends(require_json), rate_limited("start")],
 )
 async def create_session(
     body: OAuthSessionIn, flows: FlowsDep, session: NewSessionDep
@@ -94,6 +99,7 @@ def _return_location(result: CallbackResult) -> str:
 @router.get(
     "/callback",
     status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
     summary="Flinks' redirect_uri: ?loginId&state, or ?state&error&error_description",
     responses={303: {"description": "To the flow's return URL with flow_id and status only"}},
 )

@@ -149,3 +149,19 @@ class UnhandledErrorMiddleware:
                 detail="Something went wrong on our side. Quote the request id if you report it.",
             )
             await response(scope, receive, send)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for errors, documented as application/problem+json."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+# What any v1 route may answer besides its success.
+API_PROBLEMS = problem_responses(400, 403, 404, 409, 410, 415, 422, 429, 500, 502, 503, 504)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from annotated_types import Ge, Le, MaxLen, MinLen
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from app.store import FlowKind, FlowRecord, FlowStatus
 
@@ -24,15 +33,65 @@ class AuthorizeTokenOut(BaseModel):
     expires_at: datetime
 
 
+HexColour = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{6}$")]
+DisplayName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[A-Za-z0-9.,'&()-](?:[A-Za-z0-9.,'&() -]{0,58}[A-Za-z0-9.,'&()-])?$"
+    ),
+]
+Feature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]{0,39}$")]
+Flag = StrictBool | None
+
+
+RetryCount = Annotated[StrictInt, Ge(1), Le(10)]
+
+
+class ConnectOptions(StrictBody):
+    """The Flinks Connect parameters a caller may set (flinks-contract.md 5.2), under Flinks'
+    own names. The BFF sets authorizeToken, demo, language, redirectUrl, tag and jsRedirect."""
+
+    consentEnable: Literal[True] | None = None
+    customerName: DisplayName | None = None
+    theme: Literal["dark", "light"] | None = None
+    desktopLayout: Flag = None
+    institutionFilterEnable: Flag = None
+    headerEnable: Flag = None
+    headerImgEnable: Flag = None
+    backEnable: Flag = None
+    staticLoadingEnable: Flag = None
+    removePadding: Flag = None
+    fixedHeightEnable: Flag = None
+    boxLayout: Flag = None
+    loadingType: Literal["dots", "progressbar"] | None = None
+    backgroundColor: HexColour | None = None
+    foregroundColor1: HexColour | None = None
+    foregroundColor2: HexColour | None = None
+    productType: Literal["banking", "investment"] | None = None
+    accountSelectorEnable: Flag = None
+    accountSelectorMultiple: Flag = None
+    accountSelectorNoTitle: Flag = None
+    accountSelectorCurrency: Literal["cad", "usd"] | None = None
+    daysOfTransactions: Literal["Days90", "Days365"] | None = None
+    scheduleRefresh: Flag = None
+    maximumRetry: RetryCount | None = None
+    closeEnable: Flag = None
+    enhancedMFA: Flag = None
+    skipEnhancedMFA: Flag = None
+    features: Annotated[list[Feature], MinLen(1), MaxLen(10)] | None = None
+
+    @field_validator("maximumRetry", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        # JSON Schema counts 3.0 as an integer; a strict int would not.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class ConnectSessionIn(StrictBody):
     language: Language = "en"
-    return_url: Url | None = None
+    return_url: Url | None = Field(None, description="Exactly one of BFF_RETURN_URLS.")
     tag: Tag | None = None
-    options: dict[str, str | bool | int] = Field(
-        default_factory=dict,
-        max_length=32,
-        description='Allow-listed Flinks Connect parameters, e.g. {"consentEnable": true}.',
-    )
+    options: ConnectOptions = Field(default_factory=ConnectOptions)
 
 
 class ConnectSessionOut(BaseModel):
@@ -42,8 +101,16 @@ class ConnectSessionOut(BaseModel):
     expires_at: datetime
 
 
+LoginId = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ),
+]
+
+
 class CompleteIn(StrictBody):
-    login_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    login_id: LoginId = Field(description="The loginId of Connect's REDIRECT event.")
     institution: (
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")] | None
     ) = None
@@ -64,7 +131,7 @@ class MfaIn(StrictBody):
 
 class OAuthSessionIn(StrictBody):
     institution: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
-    return_url: Url | None = None
+    return_url: Url | None = Field(None, description="Exactly one of BFF_RETURN_URLS.")
     language: Language = "en"
 
 

@@ -3,8 +3,8 @@
 - Every response: nosniff, a CSP (framing refused; the demo page may frame only Flinks
   Connect), Referrer-Policy no-referrer, HSTS when served over https, no-store on the API.
 - CORS: an exact allow-list of origins, with credentials; anything else gets no CORS headers.
-- CSRF: a state-changing request (anything but GET/HEAD/OPTIONS) must be JSON (415) and, when
-  it says where it comes from (`Origin`), come from an allowed origin (403). Cross-site forms
+- CSRF: a state-changing request that says where it comes from (`Origin`) must come from an
+  allowed origin (403); POST routes also require JSON (`require_json`, 415). A cross-site form
   can send neither a JSON content type nor a forged Origin.
 """
 
@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem_response
+from app.errors import UnsupportedMediaType
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALLOW_METHODS = "GET, POST"
@@ -29,15 +31,6 @@ def demo_csp(connect_origin: str) -> str:
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'; frame-src {connect_origin}; frame-ancestors 'none'; "
         "base-uri 'none'; form-action 'self'; object-src 'none'"
-    )
-
-
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
     )
 
 
@@ -71,25 +64,20 @@ class BrowserSecurityMiddleware:
         if method == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(scope, receive, send, origin_allowed)
             return
-        if method not in SAFE_METHODS and path.startswith("/v1/"):
-            if origin is not None and not origin_allowed:
-                response = problem_response(
-                    403,
-                    "origin_not_allowed",
-                    "Origin not allowed",
-                    detail="This origin may not call the API (BFF_CORS_ORIGINS).",
-                )
-                await response(scope, receive, send)
-                return
-            if not _is_json(headers.get("content-type")):
-                response = problem_response(
-                    415,
-                    "unsupported_media_type",
-                    "Unsupported Media Type",
-                    detail="Send JSON, with Content-Type: application/json.",
-                )
-                await response(scope, receive, send)
-                return
+        if (
+            method not in SAFE_METHODS
+            and path.startswith("/v1/")
+            and origin is not None
+            and not origin_allowed
+        ):
+            response = problem_response(
+                403,
+                "origin_not_allowed",
+                "Origin not allowed",
+                detail="This origin may not call the API (BFF_CORS_ORIGINS).",
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     async def _preflight(
@@ -154,3 +142,22 @@ class BrowserSecurityMiddleware:
             await send(message)
 
         return decorated
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def require_json(request: Request) -> None:
+    """POST routes take JSON only: the content types a cross-site form can send are refused.
+    A POST with no body at all may omit the type (a form always sends one)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None and request.headers.get("content-length", "0") == "0":
+        return
+    if not _is_json(content_type):
+        raise UnsupportedMediaType("Send JSON, with Content-Type: application/json.")

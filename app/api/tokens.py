@@ -6,16 +6,20 @@ from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep, no_store
 from app.api.limits import rate_limited
+from app.api.problems import API_PROBLEMS
 from app.api.schemas import AuthorizeTokenOut
+from app.api.security import require_json
 
-router = APIRouter(prefix="/v1", tags=["tokens"], dependencies=[Depends(no_store)])
+router = APIRouter(
+    prefix="/v1", tags=["tokens"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
+)
 
 
 @router.post(
     "/authorize-tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Mint one Flinks authorize token (single use, 30 minutes)",
-    dependencies=[rate_limited("mint")],
+    dependencies=[Depends(require_json), rate_limited("mint")],
 )
 async def mint_authorize_token(flows: FlowsDep) -> AuthorizeTokenOut:
     minted = await flows.mint_token()

@@ -92,7 +92,7 @@ async def test_denied_at_the_bank_fails_the_flow_without_calling_authorize(
     assert "denied the access" not in response.text + response.headers["location"]
     assert await sandbox.authorize_calls() == []
     # The error callback consumed the state too.
-    assert (await client.get(callback.path_and_query)).status_code == 400
+    assert (await client.get(callback.path_and_query)).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ async def test_a_replayed_callback_is_refused_without_an_upstream_call(
     callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
     assert (await client.get(callback.path_and_query)).status_code == 303
     replay = await client.get(callback.path_and_query)
-    assert replay.status_code == 400
+    assert replay.status_code == 403
     assert replay.json()["code"] == "state_invalid"
     assert len(await sandbox.authorize_calls()) == 1
 
@@ -130,7 +130,7 @@ async def test_a_callback_in_another_browser_is_refused_and_does_not_burn_the_st
     callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
     await start(other_browser)  # it has a session cookie of its own
     foreign = await other_browser.get(callback.path_and_query)
-    assert foreign.status_code == 400
+    assert foreign.status_code == 403
     assert foreign.json()["code"] == "state_invalid"
     assert await sandbox.authorize_calls() == []
     assert returned(await client.get(callback.path_and_query))["status"] == ["connected"]
@@ -142,7 +142,7 @@ async def test_a_callback_without_a_cookie_is_refused(
     callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
     client.cookies.clear()
     response = await client.get(callback.path_and_query)
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert await sandbox.authorize_calls() == []
 
 
@@ -152,7 +152,7 @@ async def test_an_expired_state_is_refused(redis_url: str, redis: Redis, sandbox
         callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
         await asyncio.sleep(1.2)
         response = await client.get(callback.path_and_query)
-        assert response.status_code == 400
+        assert response.status_code == 403
         assert response.json()["code"] == "state_invalid"
     assert await sandbox.authorize_calls() == []
 

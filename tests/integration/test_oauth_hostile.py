@@ -100,7 +100,7 @@ def test_fuzzed_callbacks_never_fail_reflect_or_call_flinks(
             assert started.status_code == 303
         response = browser.get("/v1/oauth/callback?" + urlencode(query))
     assert response.status_code < 500
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert response.json()["code"] == "state_invalid"
     visible = response.text + "".join(f"{k}: {v}" for k, v in response.headers.items())
     for _, value in query:
@@ -132,11 +132,11 @@ async def _race_round(
     )
     successes = 0
     for response in responses:
-        assert response.status_code in (303, 400), response.text
+        assert response.status_code in (303, 403), response.text
         if response.status_code == 303:
             query = parse_qs(urlsplit(response.headers["location"]).query)
             successes += query["status"] == ["connected"]
-    refused = sum(r.status_code == 400 for r in responses)
+    refused = sum(r.status_code == 403 for r in responses)
     return successes, refused
 
 

@@ -1,0 +1,630 @@
+// flinks-bff demo: link a bank account through our own backend (the BFF), two ways.
+//
+//   Flinks Connect  POST /v1/connect/sessions -> embed iframe_url -> wait for Connect's REDIRECT
+//                   message -> POST /v1/connect/sessions/{flow_id}/complete with its loginId.
+//   OAuth           navigate to /v1/oauth/start -> the bank -> the BFF's callback -> back here
+//                   with ?flow_id=&status= -> GET /v1/flows/{flow_id}.
+//   Either way      the flow may ask MFA again: POST /v1/flows/{flow_id}/mfa.
+//
+// Nothing secret lives in this page. The Flinks keys stay on the server; the session cookie is
+// HttpOnly; the only token that reaches the browser is the single-use authorize token inside the
+// iframe URL, because Flinks Connect needs it there. The loginId passes through here exactly
+// once, from Connect's REDIRECT message to our own BFF, and is never logged, stored or shown.
+//
+// No build step, no dependencies, no inline scripts or styles: it runs under a strict
+// Content-Security-Policy (script-src 'self').
+(function () {
+  "use strict";
+
+  var INSTITUTION = "FlinksCapital";
+  var FLOW_ID = /^[A-Za-z0-9_-]{22}$/;
+  var LOGIN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  var STEP = /^[A-Z][A-Z0-9_]{0,63}$/;
+  var INSTITUTION_ID = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+  var REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+  var INSTITUTION_NAMES = { FlinksCapital: "Flinks Capital" };
+  var MAX_STEPS = 40;
+  // Re-reading a pending flow: the BFF re-checks with Flinks at most every few seconds anyway.
+  var POLL_DELAYS_MS = [2000, 3000, 5000, 8000, 13000, 20000, 30000];
+
+  // -- Words ---------------------------------------------------------------------------------
+  // Codes are for programs; people get sentences. Every code shown is paired with words.
+
+  // Connect's postMessage steps (flinks-contract 5.4), as they happen.
+  var STEP_WORDS = {
+    APP_MOUNTED: "Flinks Connect opened.",
+    APP_ONLINE: "Flinks Connect is online again.",
+    APP_OFFLINE: "Flinks Connect lost its connection.",
+    COMPONENT_LOAD_INSTITUTION_SELECTOR: "Showing the list of banks.",
+    INSTITUTION_SELECTED: "Bank chosen: {bank}.",
+    COMPONENT_LOAD_CONSENT: "Asking for your consent to share account data.",
+    COMPONENT_ACCEPT_CONSENT: "Consent given.",
+    COMPONENT_ACCEPT_TERMS: "Terms accepted.",
+    COMPONENT_LOAD_CREDENTIAL: "Asking for your bank sign-in.",
+    COMPONENT_LOAD_CREDENTIAL_RETRY: "Trying the bank sign-in again.",
+    SUBMIT_CREDENTIAL: "Sign-in sent to the bank.",
+    COMPONENT_LOAD_MFA: "The bank asked a security question (in the Flinks window).",
+    COMPONENT_LOAD_MFA_RETRY: "Answering the security question again.",
+    SUBMIT_MFA: "Security answer sent to the bank.",
+    COMPONENT_LOAD_ACCOUNT_SELECTION: "Choosing which accounts to share.",
+    ACCOUNT_SELECTED: "Accounts chosen.",
+    POPUP_OPENED: "The bank's sign-in opened in a new window.",
+    POPUP_BLOCKED: "The browser blocked the bank's sign-in window. Allow pop-ups and try again.",
+    REDIRECT: "Bank sign-in finished. Finishing the link on our server."
+  };
+
+  // Steps after which this Connect session cannot go on: the person must start again.
+  var TERMINAL_STEP_WORDS = {
+    COMPONENT_DENY_CONSENT: "You declined to share your account data, so nothing was linked.",
+    COMPONENT_DENY_TERMS: "You declined the terms, so nothing was linked.",
+    COMPONENT_CLOSE_SESSION: "The Flinks window was closed before the account was linked.",
+    MAXIMUM_RETRY_REACHED: "Too many attempts failed, so Flinks stopped this session."
+  };
+
+  // Connect's error events are named after FlinksCodes; so are flow errors, in lower case.
+  var ERROR_WORDS = {
+    invalid_login: "The bank did not accept the username or password.",
+    invalid_username: "The bank did not recognise the username.",
+    invalid_password: "The bank did not accept the password.",
+    invalid_security_response: "The bank did not accept the answer to the security question.",
+    invalid_security_response_no_retry: "The bank did not accept the security answers.",
+    unknown_challenge_key: "The answer did not match the question the bank asked.",
+    securityresponses_incomplete: "Every security question needs an answer.",
+    disabled_login: "The bank has disabled online access for this account.",
+    disabled_institution: "This bank is not available right now.",
+    retry_later: "We could not reach the bank. Please try again later.",
+    unauthorized: "The bank did not authorise access to the account.",
+    new_account: "The bank needs you to sign in to its online banking once before linking.",
+    aggregation_error: "Something went wrong while reading the account.",
+    access_denied: "This Flinks session is no longer valid.",
+    session_nonexistent: "This Flinks session has expired.",
+    session_expired: "This Flinks session has expired.",
+    too_many_requests: "Too many attempts. Please wait a few minutes.",
+    concurrent_session: "Another link to this account is in progress.",
+    oauth_access_denied: "Access was not granted at the bank, so no account was linked.",
+    oauth_invalid_request: "The bank could not process the link request.",
+    oauth_server_error: "The bank could not complete the link.",
+    oauth_temporarily_unavailable: "The bank is temporarily unavailable.",
+    oauth_error: "The bank could not complete the link.",
+    invalid_callback: "The bank's answer could not be used.",
+    institution_mismatch: "The bank that answered is not the one that was chosen.",
+    flinks_unavailable: "Flinks could not be reached.",
+    flinks_error: "Something went wrong while connecting to the bank."
+  };
+
+  // The BFF's own errors (application/problem+json `code`), plus two of this page's.
+  var PROBLEM_WORDS = {
+    network_error: "We could not reach the server. Check your connection and try again.",
+    unexpected_response: "The server sent an answer this page could not read. Please try again.",
+    flow_expired: "This link attempt has expired. Please start again.",
+    flow_not_found:
+      "We could not find this link attempt. It may have expired, or it was started in another browser.",
+    state_invalid: "This link attempt is unknown, expired or already used. Please start again.",
+    return_url_not_allowed: "The server does not allow returning to this page's address.",
+    conflict: "This step was already done, perhaps in another tab.",
+    rate_limited: "Too many attempts. Please wait a moment and try again.",
+    validation_error: "The server did not accept the request.",
+    flinks_rejected: "Flinks refused the request.",
+    flinks_unavailable: "Flinks cannot be reached right now. Please try again in a moment.",
+    flinks_timeout: "Flinks did not answer in time. Please try again.",
+    store_unavailable: "The service is temporarily unavailable. Please try again in a moment.",
+    internal_error: "Something went wrong on our side. Please try again."
+  };
+
+  // -- Elements ------------------------------------------------------------------------------
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  var ui = {
+    connectStart: $("connect-start"),
+    oauthStart: $("oauth-start"),
+    workspace: $("workspace"),
+    status: $("status"),
+    error: $("error"),
+    mfaForm: $("mfa-form"),
+    mfaFields: $("mfa-fields"),
+    mfaSubmit: $("mfa-submit"),
+    checkAgain: $("check-again"),
+    restart: $("restart"),
+    stepsTitle: $("steps-title"),
+    steps: $("steps"),
+    connectPanel: $("connect-panel"),
+    connectSlot: $("connect-slot")
+  };
+
+  // The flow this page is working on: { id, kind, expiresAt } or null.
+  var flow = null;
+  // The Connect iframe this page opened: { frame, origin, done } or null.
+  var connect = null;
+  var timers = { poll: null, expiry: null };
+  var pollCount = 0;
+
+  // -- Talking to the BFF --------------------------------------------------------------------
+
+  function ApiError(problem, httpStatus) {
+    this.problem = problem;
+    this.httpStatus = httpStatus;
+  }
+
+  // Every call goes to our own origin, with the session cookie (credentials: same-origin) and,
+  // for a body, Content-Type: application/json (the BFF refuses anything else on POST).
+  function api(method, path, body) {
+    var init = {
+      method: method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json" }
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(path, init).then(
+      function (response) {
+        return response.json().then(
+          function (data) { return { response: response, data: data }; },
+          function () { return { response: response, data: null }; }
+        );
+      },
+      function () {
+        throw new ApiError({ code: "network_error" }, 0);
+      }
+    ).then(function (result) {
+      var data = result.data;
+      if (!result.response.ok) {
+        // application/problem+json: {type, title, status, code, detail?, request_id}
+        var problem = data && typeof data.code === "string" ? data : { code: "unexpected_response" };
+        throw new ApiError(problem, result.response.status);
+      }
+      if (!data || typeof data !== "object") {
+        throw new ApiError({ code: "unexpected_response" }, result.response.status);
+      }
+      return data;
+    });
+  }
+
+  function flowPath(flowId) {
+    return "/v1/flows/" + encodeURIComponent(flowId);
+  }
+
+  // -- Rendering -----------------------------------------------------------------------------
+  // Text only: everything is set with textContent, never parsed as HTML.
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function setStatus(state, title, detail) {
+    ui.status.setAttribute("data-state", state);
+    ui.status.replaceChildren(el("p", "status-title", title));
+    if (detail) ui.status.appendChild(el("p", "status-detail", detail));
+  }
+
+  function showError(code, words, reference) {
+    ui.error.setAttribute("data-code", code);
+    ui.error.replaceChildren(el("p", "error-words", words));
+    var meta = "Error code: " + code + (reference ? " · Reference: " + reference : "");
+    ui.error.appendChild(el("p", "error-meta", meta));
+    ui.error.hidden = false;
+  }
+
+  function clearError() {
+    ui.error.hidden = true;
+    ui.error.removeAttribute("data-code");
+    ui.error.replaceChildren();
+  }
+
+  function addStep(words, kind) {
+    var item = el("li", kind ? "step step-" + kind : "step", words);
+    ui.steps.appendChild(item);
+    while (ui.steps.children.length > MAX_STEPS) ui.steps.removeChild(ui.steps.firstChild);
+    ui.steps.hidden = false;
+    ui.stepsTitle.hidden = false;
+  }
+
+  function isInstitution(value) {
+    return typeof value === "string" && INSTITUTION_ID.test(value);
+  }
+
+  function bankName(institution) {
+    if (!isInstitution(institution)) return "your bank";
+    return INSTITUTION_NAMES[institution] || institution;
+  }
+
+  function problemWords(error) {
+    var problem = error instanceof ApiError ? error.problem : { code: "unexpected_response" };
+    var code = typeof problem.code === "string" ? problem.code : "unexpected_response";
+    var words = PROBLEM_WORDS[code];
+    if (!words) {
+      // An HTTP status alone is a code too: still say what it means.
+      words = "The server could not do this (HTTP " + (error.httpStatus || "error") + ").";
+    }
+    if (code === "flinks_rejected" && typeof problem.flinks_code === "string") {
+      words = ERROR_WORDS[problem.flinks_code.toLowerCase()] || words;
+    }
+    var reference =
+      typeof problem.request_id === "string" && REQUEST_ID.test(problem.request_id)
+        ? problem.request_id
+        : null;
+    return { code: code, words: words, reference: reference };
+  }
+
+  function showProblem(error, statusTitle) {
+    var p = problemWords(error);
+    setStatus("error", statusTitle || "Not linked.", null);
+    showError(p.code, p.words, p.reference);
+    addStep(p.words, "error");
+    ui.restart.hidden = false;
+  }
+
+  // -- Starting over -------------------------------------------------------------------------
+
+  function stopTimers() {
+    clearTimeout(timers.poll);
+    clearTimeout(timers.expiry);
+    timers.poll = timers.expiry = null;
+  }
+
+  function closeConnect() {
+    if (connect) connect.frame.remove();
+    connect = null;
+    ui.connectPanel.hidden = true;
+    ui.workspace.classList.remove("with-connect");
+  }
+
+  function reset() {
+    stopTimers();
+    closeConnect();
+    flow = null;
+    pollCount = 0;
+    clearError();
+    hideMfa();
+    ui.checkAgain.hidden = true;
+    ui.restart.hidden = true;
+    ui.restart.textContent = "Start again";
+    ui.steps.replaceChildren();
+    ui.steps.hidden = true;
+    ui.stepsTitle.hidden = true;
+    setStatus("idle", "No account linked yet.", "Choose Flinks Connect or OAuth above.");
+  }
+
+  function watchExpiry(expiresAt) {
+    var ms = Date.parse(expiresAt) - Date.now();
+    if (!(ms > 0)) return;
+    timers.expiry = setTimeout(function () {
+      if (!flow || isFinal(ui.status.getAttribute("data-state"))) return;
+      closeConnect();
+      hideMfa();
+      setStatus("error", "Not linked.", null);
+      showError("flow_expired", PROBLEM_WORDS.flow_expired);
+      ui.restart.hidden = false;
+    }, Math.min(ms, 2147483647));
+  }
+
+  function isFinal(state) {
+    return state === "connected" || state === "failed" || state === "error";
+  }
+
+  // -- (a) Flinks Connect --------------------------------------------------------------------
+
+  function startConnect() {
+    reset();
+    ui.connectStart.disabled = true;
+    setStatus("busy", "Starting a link session…", null);
+    api("POST", "/v1/connect/sessions", { language: "en" })
+      .then(openConnect)
+      .catch(function (error) {
+        showProblem(error);
+      })
+      .then(function () {
+        ui.connectStart.disabled = false;
+      });
+  }
+
+  function openConnect(session) {
+    var origin;
+    try {
+      origin = new URL(session.iframe_url).origin;
+    } catch (e) {
+      origin = null;
+    }
+    // The iframe must come from the origin the BFF told us to trust, or nothing will be.
+    if (!FLOW_ID.test(session.flow_id) || !origin || origin !== session.connect_origin) {
+      throw new ApiError({ code: "unexpected_response" }, 201);
+    }
+    flow = { id: session.flow_id, kind: "connect", expiresAt: session.expires_at };
+    var frame = document.createElement("iframe");
+    frame.id = "connect-frame";
+    frame.className = "connect-frame";
+    frame.title = "Flinks Connect: sign in to your bank";
+    frame.src = session.iframe_url;
+    connect = { frame: frame, origin: session.connect_origin, done: false };
+    ui.connectSlot.replaceChildren(frame);
+    ui.connectPanel.hidden = false;
+    ui.workspace.classList.add("with-connect");
+    setStatus("waiting", "Waiting for you in the Flinks window.", "Choose your bank and sign in.");
+    addStep("Link session started.");
+    watchExpiry(session.expires_at);
+  }
+
+  // Connect talks to this page with window.postMessage. Any window can post to this page (a
+  // tab that opened it, a frame, an extension), so a message is trusted only if:
+  //   1. it comes from the Connect origin the BFF named in connect_origin (exact match,
+  //      scheme + host + port; never a prefix, "endsWith" or regex test), and
+  //   2. it comes from the very iframe this page created, and
+  //   3. its data has the shape Connect sends; anything else is dropped without a trace.
+  window.addEventListener("message", function (event) {
+    if (!connect || connect.done) return;
+    if (event.origin !== connect.origin) return;
+    if (event.source !== connect.frame.contentWindow) return;
+    var message = connectMessage(event.data);
+    if (message) onConnectMessage(message);
+  });
+
+  // The fields this page uses, checked; null if the data is not a Connect event.
+  function connectMessage(data) {
+    if (typeof data === "string") {
+      // With stringify=true Connect posts JSON strings.
+      try {
+        data = JSON.parse(data);
+      } catch (e) {
+        return null;
+      }
+    }
+    if (!data || typeof data !== "object" || Array.isArray(data)) return null;
+    var step = typeof data.step === "string" ? data.step : data.flinksCode;
+    if (typeof step !== "string" || !STEP.test(step)) return null;
+    var institution = isInstitution(data.institution) ? data.institution : null;
+    if (step === "REDIRECT") {
+      if (typeof data.loginId !== "string" || !LOGIN_ID.test(data.loginId)) return null;
+      return { step: step, loginId: data.loginId, institution: institution };
+    }
+    return { step: step, institution: institution };
+  }
+
+  function onConnectMessage(message) {
+    var step = message.step;
+    if (step === "REDIRECT") {
+      connect.done = true; // one loginId per flow: later messages are ignored
+      addStep(STEP_WORDS.REDIRECT);
+      closeConnect();
+      completeConnect(message.loginId, message.institution);
+      return;
+    }
+    if (TERMINAL_STEP_WORDS[step]) {
+      addStep(TERMINAL_STEP_WORDS[step], "error");
+      endConnect(step.toLowerCase(), TERMINAL_STEP_WORDS[step]);
+      return;
+    }
+    var error = ERROR_WORDS[step.toLowerCase()];
+    if (error) {
+      // Connect shows the error too and offers its own "Try again": the session goes on.
+      var code = step.toLowerCase();
+      addStep(error, "error");
+      if (code === "access_denied" || code === "session_nonexistent") {
+        endConnect(code, error + " Please start again.");
+      } else if (code === "disabled_login" || code === "disabled_institution") {
+        showError(code, error + " No account was linked.");
+      } else {
+        showError(code, error + " You can try again in the Flinks window.");
+      }
+      return;
+    }
+    if (step === "COMPONENT_LOAD_CREDENTIAL_RETRY" || step === "COMPONENT_LOAD_MFA_RETRY") {
+      clearError();
+    }
+    var words = STEP_WORDS[step];
+    addStep(words ? words.replace("{bank}", bankName(message.institution)) : "Flinks Connect moved on to another step.");
+  }
+
+  function endConnect(code, words) {
+    connect.done = true;
+    closeConnect();
+    stopTimers();
+    setStatus("failed", "Not linked.", null);
+    showError(code, words);
+    ui.restart.hidden = false;
+  }
+
+  function completeConnect(loginId, institution) {
+    // The loginId goes to our own BFF, same origin, and nowhere else: not into the URL, storage,
+    // logs or analytics. The BFF binds it to this flow once and authorizes it server-side.
+    var body = { login_id: loginId };
+    if (institution) body.institution = institution;
+    setStatus("busy", "Finishing the link…", "Our server is checking the account with Flinks.");
+    api("POST", "/v1/connect/sessions/" + encodeURIComponent(flow.id) + "/complete", body).then(
+      showFlow,
+      function (error) {
+        showProblem(error);
+      }
+    );
+  }
+
+  // -- (b) OAuth -----------------------------------------------------------------------------
+
+  // return_url must be exactly one of the BFF's allowed return URLs (BFF_RETURN_URLS): this
+  // page lives at "/", so it is this origin plus "/" (no path, query or fragment of ours).
+  function oauthStartUrl() {
+    var query = new URLSearchParams({
+      institution: INSTITUTION,
+      return_url: window.location.origin + "/",
+      language: "en"
+    });
+    return "/v1/oauth/start?" + query.toString();
+  }
+
+  // Back from the bank: /?flow_id=...&status=...[&error=...]. The query is a hint, not a fact:
+  // anyone can craft this URL. The flow's real status comes from the BFF, which answers only
+  // the browser session that started the flow.
+  function readOAuthReturn() {
+    var query = new URLSearchParams(window.location.search);
+    if (!query.has("flow_id")) return;
+    var flowId = query.get("flow_id");
+    // Keep the flow id out of the address bar, history and bookmarks.
+    window.history.replaceState(null, "", window.location.pathname);
+    if (!FLOW_ID.test(flowId)) {
+      setStatus("error", "Not linked.", null);
+      showError("flow_not_found", PROBLEM_WORDS.flow_not_found);
+      ui.restart.hidden = false;
+      return;
+    }
+    flow = { id: flowId, kind: "oauth", expiresAt: null };
+    addStep("Back from the bank. Asking our server for the result.");
+    setStatus("busy", "Checking the result…", null);
+    refreshFlow();
+  }
+
+  // -- Flow status ---------------------------------------------------------------------------
+
+  function refreshFlow() {
+    if (!flow) return;
+    var current = flow;
+    api("GET", flowPath(current.id)).then(
+      function (data) {
+        if (flow === current) showFlow(data);
+      },
+      function (error) {
+        if (flow === current) showProblem(error);
+      }
+    );
+  }
+
+  // Renders a flow status: {flow_id, kind, status, institution?, mfa?, error?, expires_at, ...}
+  function showFlow(data) {
+    if (!flow || data.flow_id !== flow.id) return;
+    clearTimeout(timers.poll);
+    ui.checkAgain.hidden = true;
+    hideMfa();
+    var bank = bankName(data.institution);
+    var expired = Date.parse(data.expires_at) <= Date.now();
+    var how = data.kind === "oauth" ? "OAuth" : "Flinks Connect";
+
+    if (data.status === "connected") {
+      stopTimers();
+      clearError();
+      setStatus("connected", "Your " + bank + " account is linked.", "Linked with " + how + ".");
+      addStep("Account linked.", "done");
+      ui.restart.hidden = false;
+      ui.restart.textContent = "Link another account";
+    } else if (data.status === "failed") {
+      stopTimers();
+      var code = data.error && typeof data.error.code === "string" ? data.error.code : "flinks_error";
+      var words = ERROR_WORDS[code] || (data.error && data.error.message) || ERROR_WORDS.flinks_error;
+      setStatus("failed", "Not linked.", null);
+      showError(code, words);
+      addStep(words, "error");
+      ui.restart.hidden = false;
+    } else if (expired) {
+      stopTimers();
+      setStatus("error", "Not linked.", null);
+      showError("flow_expired", PROBLEM_WORDS.flow_expired);
+      ui.restart.hidden = false;
+    } else if (data.status === "mfa_required" && data.mfa && Array.isArray(data.mfa.challenges)) {
+      setStatus("mfa_required", bank + " asks a security question.", "Answer it below to finish.");
+      addStep("The bank asked a security question (on this page).");
+      showMfa(data.mfa.challenges);
+    } else {
+      // started, authorizing, pending: the bank is still working; read the status again later.
+      setStatus("pending", "The bank is still working on it…", "This page checks again by itself.");
+      schedulePoll();
+    }
+  }
+
+  function schedulePoll() {
+    if (pollCount >= POLL_DELAYS_MS.length) {
+      ui.status.appendChild(el("p", "status-detail", "Still waiting. Check again in a little while."));
+      ui.checkAgain.hidden = false;
+      return;
+    }
+    timers.poll = setTimeout(refreshFlow, POLL_DELAYS_MS[pollCount]);
+    pollCount += 1;
+  }
+
+  // -- (c) MFA -------------------------------------------------------------------------------
+
+  // One labelled field per challenge; the BFF wants every prompt answered in one request:
+  // {responses: {"<prompt>": ["<answer>"]}}.
+  function showMfa(challenges) {
+    ui.mfaFields.replaceChildren();
+    var count = 0;
+    challenges.forEach(function (challenge, index) {
+      if (!challenge || typeof challenge.prompt !== "string") return;
+      var id = "mfa-answer-" + index;
+      var label = el("label", "field-label", challenge.prompt);
+      label.htmlFor = id;
+      var input = el("input", "field-input");
+      input.id = id;
+      input.name = id;
+      input.type = "text";
+      input.autocomplete = "off";
+      input.required = true;
+      input.setAttribute("data-prompt", challenge.prompt);
+      var field = el("div", "field");
+      field.append(label, input);
+      ui.mfaFields.appendChild(field);
+      count += 1;
+    });
+    ui.mfaSubmit.textContent = count > 1 ? "Send answers" : "Send answer";
+    setFormBusy(false);
+    ui.mfaForm.hidden = false;
+    var first = ui.mfaForm.querySelector("input");
+    if (first) first.focus();
+  }
+
+  function hideMfa() {
+    ui.mfaForm.hidden = true;
+    ui.mfaFields.replaceChildren();
+  }
+
+  function setFormBusy(busy) {
+    Array.prototype.forEach.call(ui.mfaForm.querySelectorAll("input, button"), function (node) {
+      node.disabled = busy;
+    });
+  }
+
+  function submitMfa(event) {
+    event.preventDefault();
+    if (!flow) return;
+    var responses = {};
+    var missing = null;
+    Array.prototype.forEach.call(ui.mfaForm.querySelectorAll("input[data-prompt]"), function (input) {
+      var answer = input.value.trim();
+      if (!answer && !missing) missing = input;
+      responses[input.getAttribute("data-prompt")] = [answer];
+    });
+    if (missing) {
+      showError("answer_missing", "Please answer the security question.");
+      missing.focus();
+      return;
+    }
+    clearError();
+    setFormBusy(true);
+    setStatus("busy", "Sending your answer…", null);
+    addStep("Security answer sent to the bank.");
+    api("POST", flowPath(flow.id) + "/mfa", { responses: responses }).then(showFlow, function (error) {
+      hideMfa();
+      showProblem(error);
+    });
+  }
+
+  // -- Wiring --------------------------------------------------------------------------------
+
+  ui.connectStart.addEventListener("click", startConnect);
+  ui.mfaForm.addEventListener("submit", submitMfa);
+  ui.restart.addEventListener("click", function () {
+    reset();
+    ui.connectStart.focus();
+  });
+  ui.checkAgain.addEventListener("click", function () {
+    pollCount = 0;
+    ui.checkAgain.hidden = true;
+    refreshFlow();
+  });
+  ui.oauthStart.href = oauthStartUrl();
+  readOAuthReturn();
+})();
