@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -61,10 +63,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _sandbox_process(port: int) -> Iterator[str]:
+def _sandbox_process(port: int, redirect_uri: str) -> Iterator[str]:
     base_url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "SANDBOX_REDIRECT_URIS": redirect_uri},
     )
     try:
         deadline = time.monotonic() + SANDBOX_START_TIMEOUT
@@ -89,12 +92,34 @@ def _sandbox_process(port: int) -> Iterator[str]:
             process.kill()
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _local_urls(host: str, port: int) -> None:
+    """Without a configured public URL, development serves and returns to where it listens."""
+    if "BFF_PUBLIC_URL" in os.environ:
+        return
+    hosts = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else [host]
+    bases = [f"http://{name}:{port}" for name in hosts]
+    _export(
+        BFF_PUBLIC_URL=bases[0],
+        BFF_RETURN_URLS=os.environ.get("BFF_RETURN_URLS") or ",".join(f"{b}/" for b in bases),
+        BFF_CORS_ORIGINS=os.environ.get("BFF_CORS_ORIGINS") or ",".join(bases),
+    )
+
+
 def dev(args: argparse.Namespace) -> int:
     _export(BFF_HOST=args.host, BFF_PORT=args.port, BFF_WORKERS=1)
+    settings = _settings_or_exit()
+    _local_urls(settings.host, settings.port)
     settings = _settings_or_exit()
     if settings.is_production:
         print("flinks-bff: `dev` is for development; use `flinks-bff serve`", file=sys.stderr)  # noqa: T201
         return 2
+    # uvicorn re-raises SIGTERM after its own shutdown; exiting through SystemExit instead of
+    # dying on the signal lets the stack below stop the sandbox and the embedded Redis.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     with ExitStack() as stack:
         notes = []
         if settings.redis_url is None:
@@ -104,7 +129,9 @@ def dev(args: argparse.Namespace) -> int:
         else:
             notes.append("  Redis    REDIS_URL from your environment")
         if not settings.flinks_configured:
-            sandbox_url = stack.enter_context(_sandbox_process(args.sandbox_port))
+            sandbox_url = stack.enter_context(
+                _sandbox_process(args.sandbox_port, settings.oauth_redirect_uri)
+            )
             _export(
                 FLINKS_API_URL=sandbox_url,
                 FLINKS_CONNECT_URL=f"{sandbox_url}/v2/",
@@ -112,6 +139,7 @@ def dev(args: argparse.Namespace) -> int:
                 FLINKS_SECRET_KEY=TOOLBOX_SECRET_KEY,
                 FLINKS_API_KEY=TOOLBOX_API_KEY,
                 FLINKS_DEMO="true",
+                FLINKS_INSTITUTIONS="FlinksCapital",
             )
             notes.append(f"  Flinks   {sandbox_url} (local sandbox; Connect page at /v2/)")
             notes.append("  Bank     Flinks Capital: Greatday / Everyday (MFA) or greatday_nomfa")

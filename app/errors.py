@@ -82,6 +82,11 @@ class FlinksTimeoutError(AppError):
     status, code, title = 504, "flinks_timeout", "Flinks did not answer in time"
 
 
+class ShuttingDown(AppError):
+    status, code, title = 503, "shutting_down", "This instance is shutting down"
+    default_detail = "Requests in flight finish; send new ones to another instance."
+
+
 class StoreUnavailable(AppError):
     status, code, title = 503, "store_unavailable", "The session store is unavailable"
     default_detail = "Try again in a moment."

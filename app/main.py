@@ -17,8 +17,9 @@ from app.api import connect, flows, health, oauth, tokens, web
 from app.api.openapi import install_openapi
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.api.security import BrowserSecurityMiddleware
+from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
-from app.flinks import FlinksClient
+from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
 from app.flows import FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.ratelimit import ClientAddress, Limits, RateLimiter
@@ -62,6 +63,15 @@ def _flinks_client(settings: Settings, http: httpx.AsyncClient) -> FlinksClient 
         customer_id=settings.flinks_customer_id,
         secret_key=settings.flinks_secret_key,
         api_key=settings.flinks_api_key,
+        timeouts=FlinksTimeouts(
+            mint_read=settings.flinks_timeout,
+            oauth_read=settings.flinks_timeout,
+            authorize_read=settings.flinks_authorize_timeout,
+        ),
+        breaker=CircuitBreaker(
+            failure_threshold=settings.flinks_breaker_failures,
+            reset_after=settings.flinks_breaker_reset,
+        ),
     )
 
 
@@ -83,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
+        drain = Drain()
         async with AsyncExitStack() as stack:
+            stack.callback(log.info, "app.stopped")
             embedded: EmbeddedRedis | None = None
             redis_url = str(settings.redis_url) if settings.redis_url is not None else None
             if redis_url is None:
@@ -127,10 +139,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 client_address=ClientAddress(settings.trusted_proxies),
                 embedded_redis=embedded,
+                drain=drain,
             )
             app.state.services = services  # for tests and tools; requests use lifespan state
+            drain.install()
+            stack.callback(drain.uninstall)
             log.info("app.started", extra={"env": settings.env, "embedded_redis": bool(embedded)})
             yield {"services": services}
+            drain.start()
             log.info("app.stopping")
 
     app = FastAPI(

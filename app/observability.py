@@ -95,6 +95,33 @@ def _frames(tb: Any) -> str:
     return "".join(traceback.format_tb(tb))
 
 
+# httpx logs each request's full URL (OAuth state, query strings) and httpcore logs headers
+# (flinks-auth-key) and response headers. Their records keep only the logger's own event name.
+_HTTP_CLIENT_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+_EVENT_NAME = re.compile(r"[a-z_][a-z0-9_.]*")
+
+
+class _EventOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        first = str(record.msg).split(" ", 1)[0]
+        event = first if _EVENT_NAME.fullmatch(first) else "request"
+        record.msg = f"{record.name}.{event}"
+        record.args = None
+        return True
+
+
+_EVENT_ONLY = _EventOnly()
+
+
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
@@ -112,9 +139,12 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.disabled = True
-    # httpx logs full URLs at INFO and httpcore logs headers at DEBUG.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _HTTP_CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if _EVENT_ONLY not in logger.filters:
+            logger.addFilter(_EVENT_ONLY)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def new_request_id(incoming: str | None) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from redis.asyncio import Redis
 
+from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flows import Flows
 from app.observability import Metrics
@@ -26,3 +27,4 @@ class Services:
     limiter: RateLimiter
     client_address: ClientAddress
     embedded_redis: EmbeddedRedis | None
+    drain: Drain

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `VAR=` (as in .env.example) means unset
         extra="ignore",
         frozen=True,
         populate_by_name=True,
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
     flinks_secret_key: SecretStr | None = Field(None, validation_alias="FLINKS_SECRET_KEY")
     flinks_api_key: SecretStr | None = Field(None, validation_alias="FLINKS_API_KEY")
     flinks_demo: bool = Field(False, validation_alias="FLINKS_DEMO")
+    flinks_timeout: float = Field(5.0, gt=0, le=60, validation_alias="FLINKS_TIMEOUT")
+    flinks_authorize_timeout: float = Field(
+        55.0, gt=0, le=300, validation_alias="FLINKS_AUTHORIZE_TIMEOUT"
+    )
+    flinks_breaker_failures: PositiveInt = Field(5, validation_alias="FLINKS_BREAKER_FAILURES")
+    flinks_breaker_reset: PositiveInt = Field(10, validation_alias="FLINKS_BREAKER_RESET")
     flinks_institutions: CsvList = Field(
         DEFAULT_INSTITUTIONS, min_length=1, validation_alias="FLINKS_INSTITUTIONS"
     )

@@ -33,9 +33,9 @@ from app.errors import StoreUnavailable
 
 PREFIX = "bff:v1:"
 
-# Worst case for one command: (1 try + 1 retry) x 0.5 s socket timeout + a short backoff,
-# well inside the budget a request may spend waiting on the store.
-SOCKET_TIMEOUT = 0.5
+# Worst case for one command: (1 try + 1 retry) x 0.8 s socket timeout + a short backoff,
+# under 2 s; 0.5 s gave false 503s on a busy 2-core machine.
+SOCKET_TIMEOUT = 0.8
 CONNECT_TIMEOUT = 0.5
 POOL_WAIT = 0.5
 RETRIES = 1

@@ -20,6 +20,9 @@ from starlette.types import ASGIApp
 from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.settings import Settings
+from tests.figures import FIGURES
+
+pytest_plugins = ["tests.browser"]
 
 BASE_URL = "http://127.0.0.1:8000"
 _CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
@@ -93,3 +96,10 @@ async def running_app(app: FastAPI) -> AsyncIterator[ASGIApp]:
 async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     async with browser(running_app) as c:
         yield c
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, text in sorted(FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {text}")

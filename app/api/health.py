@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.api.deps import ServicesDep
 from app.api.problems import problem_responses
-from app.errors import StoreUnavailable
+from app.errors import ShuttingDown, StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -33,6 +33,8 @@ async def livez() -> HealthStatus:
     responses=problem_responses(500, 503),
 )
 async def readyz(services: ServicesDep) -> HealthStatus:
+    if services.drain.active:
+        raise ShuttingDown
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await services.store.ping()

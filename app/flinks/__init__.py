@@ -1,5 +1,6 @@
 """The Flinks API client package. It knows nothing of Redis, FastAPI or the rest of `app/`."""
 
+from app.flinks.breaker import BreakerState, CircuitBreaker
 from app.flinks.client import MAX_BODY_BYTES, Endpoint, FlinksClient
 from app.flinks.codes import (
     FLINKS_CODE_OUTCOMES,
@@ -21,6 +22,7 @@ from app.flinks.connect import (
 )
 from app.flinks.errors import (
     FlinksBadResponse,
+    FlinksCircuitOpen,
     FlinksError,
     FlinksRejected,
     FlinksTimeout,
@@ -47,6 +49,8 @@ __all__ = [
     "OAUTH_ERROR_OUTCOMES",
     "RESERVED_PARAMETERS",
     "AuthorizeOutcome",
+    "BreakerState",
+    "CircuitBreaker",
     "AuthorizeToken",
     "Challenge",
     "Connected",
@@ -54,6 +58,7 @@ __all__ = [
     "Endpoint",
     "Failed",
     "FlinksBadResponse",
+    "FlinksCircuitOpen",
     "FlinksClient",
     "FlinksError",
     "FlinksRejected",

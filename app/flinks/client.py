@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from app.flinks.breaker import CircuitBreaker
 from app.flinks.codes import (
     FLINKS_CODE_OUTCOMES,
     FLINKS_ERROR,
@@ -30,6 +32,7 @@ from app.flinks.codes import (
 )
 from app.flinks.errors import (
     FlinksBadResponse,
+    FlinksCircuitOpen,
     FlinksError,
     FlinksRejected,
     FlinksTimeout,
@@ -87,6 +90,7 @@ class FlinksClient:
         timeouts: FlinksTimeouts = _DEFAULT_TIMEOUTS,
         mint_retry: RetryPolicy = _DEFAULT_RETRY,
         send_retry: RetryPolicy = _DEFAULT_RETRY,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """`mint_retry` governs /GenerateAuthorizeToken (safe to repeat). `send_retry` governs
         /Authorize and the OAuth call, which are repeated only when nothing was sent."""
@@ -104,6 +108,8 @@ class FlinksClient:
         self._timeouts = timeouts
         self._mint_retry = mint_retry
         self._send_retry = send_retry
+        # Without one, a breaker that never opens: the app passes a configured one.
+        self.breaker = breaker or CircuitBreaker(failure_threshold=sys.maxsize)
 
     async def generate_authorize_token(self) -> AuthorizeToken:
         return await _with_retries(self._mint_retry, self._mint_once, retryable=_is_transient)
@@ -230,7 +236,9 @@ class FlinksClient:
         body: dict[str, object] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> _Reply:
-        """One HTTP exchange, logged as one line; transport failures become `FlinksError`s."""
+        """One HTTP exchange, logged as one line; transport failures become `FlinksError`s.
+        The circuit breaker sees every outcome: no answer, 5xx and 429 count as failures."""
+        self.breaker.before_call(endpoint)
         started = time.perf_counter()
         try:
             async with self._http.stream(
@@ -245,6 +253,7 @@ class FlinksClient:
                 status, response_headers = response.status_code, response.headers
                 content = await _read_capped(response)
         except httpx.TimeoutException as exc:
+            self.breaker.record_failure()
             _log_call(endpoint, attempt, started, error=type(exc).__name__)
             raise FlinksTimeout(
                 f"Flinks {endpoint} did not answer in time",
@@ -260,6 +269,7 @@ class FlinksClient:
                 endpoint=endpoint,
             ) from exc
         except httpx.RequestError as exc:
+            self.breaker.record_failure()
             _log_call(endpoint, attempt, started, error=type(exc).__name__)
             raise FlinksUnavailable(
                 f"Flinks {endpoint} could not be reached",
@@ -273,6 +283,10 @@ class FlinksClient:
                 endpoint=endpoint,
                 status=status,
             ) from exc
+        if status >= 500 or status == 429:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
         reply = _Reply.decode(endpoint, status, response_headers, content)
         _log_call(endpoint, attempt, started, status=status, flinks_code=reply.flinks_code)
         return reply
@@ -440,7 +454,10 @@ async def _with_retries(
 
 
 def _is_transient(exc: FlinksError) -> bool:
-    return isinstance(exc, (FlinksUnavailable, FlinksTimeout))
+    # An open circuit will not close within a retry's backoff: fail now.
+    return isinstance(exc, (FlinksUnavailable, FlinksTimeout)) and not isinstance(
+        exc, FlinksCircuitOpen
+    )
 
 
 def _not_sent_to(endpoint: Endpoint) -> Callable[[FlinksError], bool]:
@@ -448,7 +465,11 @@ def _not_sent_to(endpoint: Endpoint) -> Callable[[FlinksError], bool]:
     does not count: it has had its own retries already."""
 
     def retryable(exc: FlinksError) -> bool:
-        return exc.endpoint == endpoint and not exc.may_have_been_sent
+        return (
+            exc.endpoint == endpoint
+            and not exc.may_have_been_sent
+            and not isinstance(exc, FlinksCircuitOpen)
+        )
 
     return retryable
 

@@ -38,6 +38,15 @@ class FlinksUnavailable(FlinksError):
         self.retry_after = retry_after
 
 
+class FlinksCircuitOpen(FlinksUnavailable):
+    """Not sent: the circuit breaker holds calls back after repeated failures."""
+
+    def __init__(self, message: str, *, endpoint: str, retry_after: float) -> None:
+        super().__init__(
+            message, endpoint=endpoint, may_have_been_sent=False, retry_after=retry_after
+        )
+
+
 class FlinksTimeout(FlinksError):
     """No answer within the configured timeout (connect, pool, write or read)."""
 

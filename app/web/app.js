@@ -101,6 +101,8 @@
       "We could not find this link attempt. It may have expired, or it was started in another browser.",
     state_invalid: "This link attempt is unknown, expired or already used. Please start again.",
     return_url_not_allowed: "The server does not allow returning to this page's address.",
+    origin_not_allowed: "The server does not accept requests from this page's address.",
+    unsupported_media_type: "The server did not accept the format of the request.",
     conflict: "This step was already done, perhaps in another tab.",
     rate_limited: "Too many attempts. Please wait a moment and try again.",
     validation_error: "The server did not accept the request.",
@@ -110,6 +112,13 @@
     store_unavailable: "The service is temporarily unavailable. Please try again in a moment.",
     internal_error: "Something went wrong on our side. Please try again."
   };
+
+  // The words for a code, or null. Own keys only: "constructor" is not a Flinks step.
+  function wordsFor(table, code) {
+    return typeof code === "string" && Object.prototype.hasOwnProperty.call(table, code)
+      ? table[code]
+      : null;
+  }
 
   // -- Elements ------------------------------------------------------------------------------
 
@@ -128,7 +137,7 @@
     mfaSubmit: $("mfa-submit"),
     checkAgain: $("check-again"),
     restart: $("restart"),
-    stepsTitle: $("steps-title"),
+    stepsBox: $("steps-box"),
     steps: $("steps"),
     connectPanel: $("connect-panel"),
     connectSlot: $("connect-slot")
@@ -205,6 +214,16 @@
     if (detail) ui.status.appendChild(el("p", "status-detail", detail));
   }
 
+  // A few labelled facts under the status. The flow id is all this page keeps of a link; the
+  // loginId stays on the server.
+  function showFacts(rows) {
+    var list = el("dl", "facts");
+    rows.forEach(function (row) {
+      list.append(el("dt", "", row[0]), el("dd", "", row[1]));
+    });
+    ui.status.appendChild(list);
+  }
+
   function showError(code, words, reference) {
     ui.error.setAttribute("data-code", code);
     ui.error.replaceChildren(el("p", "error-words", words));
@@ -223,8 +242,7 @@
     var item = el("li", kind ? "step step-" + kind : "step", words);
     ui.steps.appendChild(item);
     while (ui.steps.children.length > MAX_STEPS) ui.steps.removeChild(ui.steps.firstChild);
-    ui.steps.hidden = false;
-    ui.stepsTitle.hidden = false;
+    ui.stepsBox.hidden = false;
   }
 
   function isInstitution(value) {
@@ -233,19 +251,19 @@
 
   function bankName(institution) {
     if (!isInstitution(institution)) return "your bank";
-    return INSTITUTION_NAMES[institution] || institution;
+    return wordsFor(INSTITUTION_NAMES, institution) || institution;
   }
 
   function problemWords(error) {
     var problem = error instanceof ApiError ? error.problem : { code: "unexpected_response" };
     var code = typeof problem.code === "string" ? problem.code : "unexpected_response";
-    var words = PROBLEM_WORDS[code];
+    var words = wordsFor(PROBLEM_WORDS, code);
     if (!words) {
       // An HTTP status alone is a code too: still say what it means.
       words = "The server could not do this (HTTP " + (error.httpStatus || "error") + ").";
     }
     if (code === "flinks_rejected" && typeof problem.flinks_code === "string") {
-      words = ERROR_WORDS[problem.flinks_code.toLowerCase()] || words;
+      words = wordsFor(ERROR_WORDS, problem.flinks_code.toLowerCase()) || words;
     }
     var reference =
       typeof problem.request_id === "string" && REQUEST_ID.test(problem.request_id)
@@ -254,9 +272,9 @@
     return { code: code, words: words, reference: reference };
   }
 
-  function showProblem(error, statusTitle) {
+  function showProblem(error) {
     var p = problemWords(error);
-    setStatus("error", statusTitle || "Not linked.", null);
+    setStatus("error", "Not linked.", null);
     showError(p.code, p.words, p.reference);
     addStep(p.words, "error");
     ui.restart.hidden = false;
@@ -288,8 +306,7 @@
     ui.restart.hidden = true;
     ui.restart.textContent = "Start again";
     ui.steps.replaceChildren();
-    ui.steps.hidden = true;
-    ui.stepsTitle.hidden = true;
+    ui.stepsBox.hidden = true;
     setStatus("idle", "No account linked yet.", "Choose Flinks Connect or OAuth above.");
   }
 
@@ -396,12 +413,13 @@
       completeConnect(message.loginId, message.institution);
       return;
     }
-    if (TERMINAL_STEP_WORDS[step]) {
-      addStep(TERMINAL_STEP_WORDS[step], "error");
-      endConnect(step.toLowerCase(), TERMINAL_STEP_WORDS[step]);
+    var final = wordsFor(TERMINAL_STEP_WORDS, step);
+    if (final) {
+      addStep(final, "error");
+      endConnect(step.toLowerCase(), final);
       return;
     }
-    var error = ERROR_WORDS[step.toLowerCase()];
+    var error = wordsFor(ERROR_WORDS, step.toLowerCase());
     if (error) {
       // Connect shows the error too and offers its own "Try again": the session goes on.
       var code = step.toLowerCase();
@@ -418,7 +436,7 @@
     if (step === "COMPONENT_LOAD_CREDENTIAL_RETRY" || step === "COMPONENT_LOAD_MFA_RETRY") {
       clearError();
     }
-    var words = STEP_WORDS[step];
+    var words = wordsFor(STEP_WORDS, step);
     addStep(words ? words.replace("{bank}", bankName(message.institution)) : "Flinks Connect moved on to another step.");
   }
 
@@ -508,13 +526,21 @@
       stopTimers();
       clearError();
       setStatus("connected", "Your " + bank + " account is linked.", "Linked with " + how + ".");
+      showFacts([
+        ["Bank", bank],
+        ["Method", how],
+        ["Flow", data.flow_id]
+      ]);
       addStep("Account linked.", "done");
       ui.restart.hidden = false;
       ui.restart.textContent = "Link another account";
     } else if (data.status === "failed") {
       stopTimers();
       var code = data.error && typeof data.error.code === "string" ? data.error.code : "flinks_error";
-      var words = ERROR_WORDS[code] || (data.error && data.error.message) || ERROR_WORDS.flinks_error;
+      var words =
+        wordsFor(ERROR_WORDS, code) ||
+        (data.error && typeof data.error.message === "string" && data.error.message) ||
+        ERROR_WORDS.flinks_error;
       setStatus("failed", "Not linked.", null);
       showError(code, words);
       addStep(words, "error");

@@ -13,6 +13,7 @@ from schemathesis import GenerationMode
 
 from app.main import create_app
 from tests.conftest import make_settings
+from tests.figures import record
 from tests.integration.servers import bff_in_thread
 from tests.sandbox.server import SandboxHandle
 
@@ -68,8 +69,10 @@ def test_api_conforms_to_its_schema(case: Any, bff: str, browser: requests.Sessi
     assert "x-request-id" in headers
 
 
-def summary() -> str:
-    return (
-        f"schemathesis: {sum(CASES.values())} cases over {len(CASES)} method/path pairs, "
-        f"{len(FAILED)} failing cases"
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    record(
+        "schemathesis",
+        f"{sum(CASES.values())} cases over {len(CASES)} method/path pairs, {len(FAILED)} failing",
     )

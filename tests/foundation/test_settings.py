@@ -167,3 +167,13 @@ def test_serve_refuses_to_start_in_production_and_names_what_is_missing(
     for name in ("REDIS_URL", "FLINKS_SECRET_KEY", "BFF_PUBLIC_URL", "BFF_ENCRYPTION_KEY"):
         assert name in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_example_env_file_loads_as_is() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    settings = Settings(_env_file=example)
+    assert settings.env == "development"
+    assert settings.redis_url is None  # `REDIS_URL=` means unset
+    assert settings.flinks_institutions  # the default list

@@ -29,9 +29,9 @@ class _ThreadedServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def bff_in_thread(app: FastAPI) -> Iterator[str]:
+def bff_in_thread(app: FastAPI, port: int | None = None) -> Iterator[str]:
     """uvicorn with the lifespan on, in a daemon thread; yields the base URL."""
-    port = free_port()
+    port = port or free_port()
     server = _ThreadedServer(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.main import create_app
+from tests.figures import record
 from tests.integration.conftest import ANSWERS, PASSWORD
 from tests.integration.oauth_steps import RETURN_URL
 from tests.integration.servers import bff_in_thread, bff_processes
@@ -132,7 +133,7 @@ async def _race_round(
     )
     successes = 0
     for response in responses:
-        assert response.status_code in (303, 403), response.text
+        assert response.status_code in (303, 403), (response.status_code, response.text)
         if response.status_code == 303:
             query = parse_qs(urlsplit(response.headers["location"]).query)
             successes += query["status"] == ["connected"]
@@ -160,9 +161,11 @@ def test_concurrent_callbacks_over_two_processes_succeed_exactly_once(
     with bff_processes(_bff_env(sandbox_handle, redis_url), count=2) as urls:
         results = asyncio.run(run(urls))
     duplicates = sum(max(0, s - 1) for s, _, _ in results)
-    print(  # noqa: T201 - the figure the issue asks for
-        f"\nrace: {RACE_ROUNDS} rounds x {RACE_CONCURRENCY} concurrent callbacks over 2 "
-        f"processes: duplicate successes = {duplicates}"
+    record(
+        "race",
+        f"{RACE_ROUNDS} rounds x {RACE_CONCURRENCY} concurrent callbacks over 2 processes, "
+        f"duplicate successes = {duplicates}, /Authorize calls = "
+        f"{sum(calls for _, _, calls in results)}",
     )
     assert all(s == 1 for s, _, _ in results), results
     assert all(r == RACE_CONCURRENCY - 1 for _, r, _ in results), results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,17 +18,8 @@ from tests.sandbox.conftest import clean_settings
 from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, FrameLocator, Page, Playwright
+    from playwright.sync_api import Browser, FrameLocator, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # The parent page embeds the Connect iframe and forwards its messages to Python, checking the
 # origin as an integrator must. recordEvent is bound by Playwright and survives navigations.
@@ -80,28 +70,6 @@ def _e2e_sandbox(landing_url: str) -> Iterator[SandboxHandle]:
 def sandbox(_e2e_sandbox: SandboxHandle, http: httpx.Client) -> SandboxHandle:
     assert http.post(f"{_e2e_sandbox.base_url}/__sandbox/reset").status_code == 204
     return _e2e_sandbox
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests use Debian's Chromium "
-            "(apt-get install chromium); they never download a browser"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # the e2e dependency group is not installed
-        pytest.fail("the browser tests need the playwright package (uv sync --group e2e)")
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

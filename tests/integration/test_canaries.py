@@ -1,0 +1,200 @@
+"""Leak canaries: run the flows over real sockets with every logger at DEBUG, then look for each
+secret the run handled (secret key, authorize tokens, loginIds, OAuth states, RequestIds,
+session cookies) in every log line, every response body and header, and in Redis."""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from redis import Redis as SyncRedis
+
+from app.main import create_app
+from app.observability import configure_logging
+from app.sandbox.config import SandboxSettings
+from tests.conftest import make_settings
+from tests.figures import record
+from tests.integration.conftest import ANSWERS, PASSWORD
+from tests.integration.servers import bff_in_thread, free_port
+from tests.sandbox.server import running_sandbox
+
+LOGGERS = ("", "app", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
+
+
+class RawRecords(logging.Handler):
+    """Every record as emitted, before any formatter: message, arguments and extras."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.getMessage()} {record.args!r} {record.__dict__!r}")
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[tuple[io.StringIO, RawRecords]]:
+    stream, raw = io.StringIO(), RawRecords()
+    configure_logging("DEBUG", stream=stream)
+    root = logging.getLogger()
+    root.addHandler(raw)
+    saved = {name: logging.getLogger(name).level for name in LOGGERS}
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    yield stream, raw
+    root.removeHandler(raw)
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+    root.setLevel(logging.WARNING)
+
+
+def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
+    redis_url: str, captured_logs: tuple[io.StringIO, RawRecords]
+) -> None:
+    secret_key = f"canary-secret-{secrets.token_hex(8)}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    sandbox_settings = SandboxSettings(
+        secret_key=secret_key, redirect_uris=[f"{base}/v1/oauth/callback"]
+    )
+    responses: list[httpx.Response] = []
+    states: list[str] = []
+    with running_sandbox(sandbox_settings) as sandbox:
+        settings = make_settings(
+            redis_url,
+            BFF_PUBLIC_URL=base,
+            BFF_RETURN_URLS=f"{base}/",
+            BFF_CORS_ORIGINS=base,
+            BFF_PORT=port,
+            FLINKS_API_URL=sandbox.base_url,
+            FLINKS_CONNECT_URL=f"{sandbox.base_url}/v2/",
+            FLINKS_CUSTOMER_ID=sandbox.customer_id,
+            FLINKS_SECRET_KEY=secret_key,
+        )
+        with (
+            bff_in_thread(create_app(settings), port=port),
+            httpx.Client(base_url=base, timeout=10) as browser,
+            httpx.Client(base_url=sandbox.base_url, timeout=10) as bank,
+        ):
+
+            def keep(response: httpx.Response) -> httpx.Response:
+                responses.append(response)
+                return response
+
+            # Connect: no MFA, MFA (right answer), MFA (wrong answer), an error user.
+            for username, answer in (
+                ("greatday_nomfa", None),
+                ("Greatday", "right"),
+                ("Greatday", "wrong"),
+                ("test_disabled_account", None),
+            ):
+                started = keep(browser.post("/v1/connect/sessions", json={})).json()
+                token = parse_qs(urlsplit(started["iframe_url"]).query)["authorizeToken"][0]
+                if username == "test_disabled_account":
+                    login_id = bank.post("/__sandbox/logins", json={"username": username}).json()[
+                        "login_id"
+                    ]
+                else:
+                    login_id = bank.post(
+                        "/__sandbox/connect/complete",
+                        json={
+                            "authorize_token": token,
+                            "username": username,
+                            "password": PASSWORD,
+                            "answers": ANSWERS,
+                        },
+                    ).json()["login_id"]
+                flow = keep(
+                    browser.post(
+                        f"/v1/connect/sessions/{started['flow_id']}/complete",
+                        json={"login_id": login_id},
+                    )
+                ).json()
+                if flow["status"] == "mfa_required":
+                    prompt = flow["mfa"]["challenges"][0]["prompt"]
+                    reply = ANSWERS[prompt] if answer == "right" else ["nope"]
+                    keep(
+                        browser.post(
+                            f"/v1/flows/{started['flow_id']}/mfa",
+                            json={"responses": {prompt: reply}},
+                        )
+                    )
+                keep(browser.get(f"/v1/flows/{started['flow_id']}"))
+            # OAuth: linked, denied, replayed, foreign session.
+            for deny in (False, True):
+                start = keep(
+                    browser.get("/v1/oauth/start", params={"institution": "FlinksCapital"})
+                )
+                done = bank.post(
+                    "/__sandbox/oauth/complete",
+                    json={
+                        "session": start.headers["location"],
+                        "username": "greatday_nomfa",
+                        "password": PASSWORD,
+                        "deny": deny,
+                    },
+                ).json()["location"]
+                parts = urlsplit(done)
+                states += parse_qs(parts.query)["state"]
+                path = f"{parts.path}?{parts.query}"
+                keep(browser.get(path))
+                keep(browser.get(path))  # replay
+                with httpx.Client(base_url=base) as stranger:
+                    keep(stranger.get(path))
+            keep(browser.post("/v1/authorize-tokens", json={}))
+            cookies = list(browser.cookies.values())
+            calls: list[dict[str, Any]] = bank.get("/__sandbox/calls").json()
+
+        tokens = {c["token"] for c in calls if c.get("token")}
+        login_ids = {c["login_id"] for c in calls if c.get("login_id")}
+        request_ids = {
+            c[k] for c in calls for k in ("request_id", "response_request_id") if c.get(k)
+        }
+        canaries: dict[str, set[str]] = {
+            "secret key": {secret_key},
+            "authorize token": tokens,
+            "loginId": login_ids,
+            "RequestId": request_ids,
+            "state": set(states),
+            "session cookie": set(cookies),
+        }
+        assert all(canaries.values()), {k: len(v) for k, v in canaries.items()}
+
+    stream, raw = captured_logs
+    formatted = stream.getvalue()
+    assert '"logger": "httpx"' in formatted or '"logger": "httpcore' in formatted  # captured
+    raw_text = "\n".join(raw.lines)
+    bodies = "\n".join(r.text + repr(dict(r.headers)) for r in responses)
+    # Authorize tokens reach the browser on purpose (inside iframe URLs) and cookies in
+    # Set-Cookie: they are checked in the logs only.
+    in_responses = {
+        k: v for k, v in canaries.items() if k not in ("authorize token", "session cookie")
+    }
+    hits = 0
+    for kind, values in canaries.items():
+        for value in values:
+            for where, text in (("log", formatted), ("raw log record", raw_text)):
+                if value in text:
+                    hits += 1
+                    pytest.fail(f"a {kind} appears in a {where}")
+            if kind in in_responses and value in bodies:
+                hits += 1
+                pytest.fail(f"a {kind} appears in a response")
+
+    direct = SyncRedis.from_url(redis_url, decode_responses=True)
+    dump = " ".join(f"{k} {direct.dump(k)!r}" for k in direct.scan_iter("*"))
+    direct.close()
+    for login_id in login_ids:
+        assert login_id not in dump
+    record(
+        "canaries",
+        f"{sum(len(v) for v in canaries.values())} canary values "
+        f"({', '.join(f'{len(v)} {k}' for k, v in canaries.items())}) over "
+        f"{len(formatted.splitlines())} log lines and {len(responses)} responses: hits = {hits}",
+    )

@@ -1,0 +1,264 @@
+"""Faults in Redis and in Flinks: bounded, typed answers, never a 500, never an unsafe success.
+
+Each scenario records whether it was survived; the suite prints the tally ("faults" figure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.embedded_redis import EmbeddedRedis
+from app.main import create_app
+from tests.conftest import serve_in_process
+from tests.figures import record
+from tests.integration.conftest import Sandbox, bff_settings
+from tests.integration.oauth_steps import linked_callback
+
+SURVIVED: dict[str, bool] = {}
+UNSAFE: list[str] = []
+SERVER_ERRORS: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tally() -> Iterator[None]:
+    yield
+    survived = sum(SURVIVED.values())
+    record(
+        "faults",
+        f"{survived} of {len(SURVIVED)} scenarios survived, unsafe successes = {len(UNSAFE)}, "
+        f"HTTP 500 = {len(SERVER_ERRORS)}",
+    )
+
+
+def _check(
+    name: str, response: httpx.Response, status: int, code: str, within: float, took: float
+) -> None:
+    """The scenario's expectations; recorded before asserting, so the tally sees failures."""
+    if response.status_code >= 500 and response.status_code not in (502, 503, 504):
+        SERVER_ERRORS.append(name)
+    if response.status_code < 400:
+        UNSAFE.append(name)
+    ok = (
+        response.status_code == status
+        and response.headers.get("content-type") == "application/problem+json"
+        and response.json().get("code") == code
+        and took <= within
+    )
+    SURVIVED[name] = ok
+    assert response.status_code == status, (name, response.text)
+    assert response.json()["code"] == code
+    assert took <= within, f"{name} took {took:.2f}s"
+
+
+async def _timed(request: Any) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await request
+    return response, time.monotonic() - started
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[EmbeddedRedis]:
+    server = EmbeddedRedis().start()
+    yield server
+    with contextlib.suppress(RuntimeError):
+        server.resume()
+    server.stop()
+
+
+async def _faults(sandbox: Sandbox, **config: Any) -> None:
+    response = await sandbox.http.put("/__sandbox/faults", json=config)
+    assert response.status_code == 200, response.text
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+async def test_redis_killed(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+    app = create_app(bff_settings(own_redis.url, sandbox))
+    async with serve_in_process(app) as client:
+        started = (await client.post("/v1/connect/sessions", json={})).json()
+        callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
+        await sandbox.http.delete("/__sandbox/calls")
+        own_redis.kill()
+        for name, request in (
+            ("redis killed: start", client.post("/v1/connect/sessions", json={})),
+            ("redis killed: status", client.get(f"/v1/flows/{started['flow_id']}")),
+            ("redis killed: callback", client.get(callback.path_and_query)),
+            ("redis killed: readyz", client.get("/readyz")),
+        ):
+            response, took = await _timed(request)
+            _check(name, response, 503, "store_unavailable", 2.5, took)
+    assert await sandbox.authorize_calls() == []
+
+
+async def test_redis_frozen(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+    app = create_app(bff_settings(own_redis.url, sandbox))
+    async with serve_in_process(app) as client:
+        callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
+        await sandbox.http.delete("/__sandbox/calls")
+        own_redis.pause()
+        try:
+            for name, request in (
+                ("redis frozen: callback", client.get(callback.path_and_query)),
+                ("redis frozen: start", client.post("/v1/connect/sessions", json={})),
+            ):
+                response, took = await _timed(request)
+                _check(name, response, 503, "store_unavailable", 2.5, took)
+        finally:
+            own_redis.resume()
+        assert await sandbox.authorize_calls() == []
+        # The GETDEL had reached the frozen server's socket: it runs on resume, so the state
+        # is spent and the replayed callback is refused. Fail closed: never a second use.
+        resumed = await client.get(callback.path_and_query)
+        assert resumed.status_code == 403
+        assert await sandbox.authorize_calls() == []
+
+
+async def test_redis_paused_clients(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+    app = create_app(bff_settings(own_redis.url, sandbox))
+    direct = Redis.from_url(own_redis.url)
+    async with serve_in_process(app) as client:
+        await client.get("/readyz")
+        await direct.client_pause(3000, all=True)
+        response, took = await _timed(client.post("/v1/connect/sessions", json={}))
+        _check("redis slow: start", response, 503, "store_unavailable", 2.5, took)
+    await direct.aclose()
+
+
+# -- Flinks --------------------------------------------------------------------------------
+
+
+async def _connect_login(client: httpx.AsyncClient, sandbox: Sandbox) -> tuple[str, str]:
+    started = (await client.post("/v1/connect/sessions", json={})).json()
+    login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+    await sandbox.http.delete("/__sandbox/calls")
+    return started["flow_id"], login_id
+
+
+async def test_flinks_5xx_on_authorize_is_never_retried(
+    client: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    flow_id, login_id = await _connect_login(client, sandbox)
+    await _faults(sandbox, error_rate=1, error_status=500, endpoints=["Authorize"])
+    response, took = await _timed(
+        client.post(f"/v1/connect/sessions/{flow_id}/complete", json={"login_id": login_id})
+    )
+    # A 500 with AGGREGATION_ERROR is Flinks' documented answer: the flow fails with it.
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    SURVIVED["flinks 500 on Authorize"] = True
+    assert len(await sandbox.authorize_calls()) == 1
+
+
+async def test_flinks_bare_503_on_authorize(client: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    flow_id, login_id = await _connect_login(client, sandbox)
+    await _faults(
+        sandbox, error_rate=1, error_status=503, error_code="RETRY_LATER_X", endpoints=["Authorize"]
+    )
+    response, took = await _timed(
+        client.post(f"/v1/connect/sessions/{flow_id}/complete", json={"login_id": login_id})
+    )
+    _check("flinks 503 on Authorize", response, 503, "flinks_unavailable", 5, took)
+    assert len(await sandbox.authorize_calls()) == 1
+    status = (await client.get(f"/v1/flows/{flow_id}")).json()
+    assert status["status"] == "failed"
+
+
+async def test_flinks_timeout_on_authorize(redis_url: str, redis: Redis, sandbox: Sandbox) -> None:
+    app = create_app(bff_settings(redis_url, sandbox, FLINKS_AUTHORIZE_TIMEOUT=1))
+    async with serve_in_process(app) as client:
+        flow_id, login_id = await _connect_login(client, sandbox)
+        await _faults(sandbox, timeout_rate=1, timeout_seconds=3, endpoints=["Authorize"])
+        response, took = await _timed(
+            client.post(f"/v1/connect/sessions/{flow_id}/complete", json={"login_id": login_id})
+        )
+        _check("flinks timeout on Authorize", response, 504, "flinks_timeout", 2, took)
+    # The sandbox records the call when its held response ends (3 s): wait for it.
+    for _ in range(40):
+        if await sandbox.authorize_calls():
+            break
+        await asyncio.sleep(0.1)
+    assert len(await sandbox.authorize_calls()) == 1  # sent once, never again
+
+
+async def test_flinks_drops_the_connection_on_authorize(
+    client: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    flow_id, login_id = await _connect_login(client, sandbox)
+    await _faults(sandbox, drop_rate=1, endpoints=["Authorize"])
+    response, took = await _timed(
+        client.post(f"/v1/connect/sessions/{flow_id}/complete", json={"login_id": login_id})
+    )
+    _check("flinks drop on Authorize", response, 503, "flinks_unavailable", 5, took)
+    assert len(await sandbox.authorize_calls()) == 1
+
+
+async def test_minting_is_retried_within_its_budget(
+    client: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    await _faults(
+        sandbox, error_rate=1, error_status=503, endpoints=["GenerateAuthorizeToken"], remaining=2
+    )
+    response, took = await _timed(client.post("/v1/authorize-tokens", json={}))
+    assert response.status_code == 201
+    SURVIVED["flinks mint fails twice, then works"] = took < 5
+    assert [c["status"] for c in await sandbox.calls("GenerateAuthorizeToken")] == [503, 503, 200]
+
+
+@pytest.mark.parametrize(("status", "fault"), [(429, "error"), (503, "error"), (0, "drop")])
+async def test_minting_gives_up_with_a_typed_error(
+    client: httpx.AsyncClient, sandbox: Sandbox, status: int, fault: str
+) -> None:
+    config: dict[str, Any] = {"endpoints": ["GenerateAuthorizeToken"]}
+    config |= {"drop_rate": 1} if fault == "drop" else {"error_rate": 1, "error_status": status}
+    await _faults(sandbox, **config)
+    response, took = await _timed(client.post("/v1/authorize-tokens", json={}))
+    _check(
+        f"flinks {fault} {status or ''} on mint".replace("  ", " "),
+        response,
+        503,
+        "flinks_unavailable",
+        5,
+        took,
+    )
+    assert len(await sandbox.calls("GenerateAuthorizeToken")) == 3  # the whole budget, no more
+
+
+async def test_oauth_start_when_flinks_fails(client: httpx.AsyncClient, sandbox: Sandbox) -> None:
+    await _faults(sandbox, error_rate=1, error_status=502, endpoints=["OAuthAuthorize"])
+    response, took = await _timed(
+        client.get("/v1/oauth/start", params={"institution": "FlinksCapital"})
+    )
+    _check("flinks 502 on OAuth start", response, 503, "flinks_unavailable", 5, took)
+    assert "location" not in response.headers
+
+
+async def test_the_circuit_breaker_stops_hammering_and_recovers(
+    redis_url: str, redis: Redis, sandbox: Sandbox
+) -> None:
+    settings = bff_settings(redis_url, sandbox, FLINKS_BREAKER_FAILURES=3, FLINKS_BREAKER_RESET=1)
+    async with serve_in_process(create_app(settings)) as client:
+        await _faults(sandbox, error_rate=1, error_status=503)
+        first = await client.post("/v1/authorize-tokens", json={})
+        assert first.status_code == 503
+        calls = len(await sandbox.calls("GenerateAuthorizeToken"))
+        assert calls == 3
+        for _ in range(20):
+            response, took = await _timed(client.post("/v1/authorize-tokens", json={}))
+            assert response.status_code == 503
+            assert took < 0.2
+            assert int(response.headers["retry-after"]) >= 1
+        assert len(await sandbox.calls("GenerateAuthorizeToken")) == calls
+        await sandbox.http.delete("/__sandbox/faults")
+        await asyncio.sleep(1.05)
+        recovered = await client.post("/v1/authorize-tokens", json={})
+        assert recovered.status_code == 201
+    SURVIVED["flinks down: circuit breaker opens and recovers"] = True

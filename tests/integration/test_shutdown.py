@@ -1,0 +1,116 @@
+"""Graceful shutdown of a real `flinks-bff serve` process on SIGTERM."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from tests.integration.conftest import ANSWERS, PASSWORD, Sandbox
+from tests.integration.servers import free_port
+from tests.sandbox.server import SandboxHandle
+
+
+async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient, app: object) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    app.state.services.drain.start()  # type: ignore[attr-defined]
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["code"] == "shutting_down"
+    assert (await client.get("/livez")).status_code == 200
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_closes_everything(
+    sandbox_handle: SandboxHandle, redis_url: str, sandbox: Sandbox
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_"))}
+    env |= {
+        "REDIS_URL": redis_url,
+        "FLINKS_API_URL": sandbox_handle.base_url,
+        "FLINKS_CONNECT_URL": f"{sandbox_handle.base_url}/v2/",
+        "FLINKS_CUSTOMER_ID": sandbox_handle.customer_id,
+        "FLINKS_SECRET_KEY": sandbox_handle.settings.secret_key,
+        "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "BFF_LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the BFF did not start"
+            time.sleep(0.1)
+
+        with (
+            httpx.Client(base_url=base, timeout=30) as browser,
+            httpx.Client(base_url=sandbox_handle.base_url) as bank,
+        ):
+            started = browser.post("/v1/connect/sessions", json={}).json()
+            token = parse_qs(urlsplit(started["iframe_url"]).query)["authorizeToken"][0]
+            login_id = bank.post(
+                "/__sandbox/connect/complete",
+                json={
+                    "authorize_token": token,
+                    "username": "greatday_nomfa",
+                    "password": PASSWORD,
+                    "answers": ANSWERS,
+                },
+            ).json()["login_id"]
+            slow = {"latency_ms": 1500, "endpoints": ["Authorize"]}
+            assert bank.put("/__sandbox/faults", json=slow).status_code == 200
+            result: dict[str, httpx.Response] = {}
+
+            def complete() -> None:
+                result["response"] = browser.post(
+                    f"/v1/connect/sessions/{started['flow_id']}/complete",
+                    json={"login_id": login_id},
+                )
+
+            in_flight = threading.Thread(target=complete)
+            in_flight.start()
+            time.sleep(0.5)  # the request is now waiting on Flinks
+            process.send_signal(signal.SIGTERM)
+            in_flight.join(timeout=20)
+            bank.delete("/__sandbox/faults")
+
+        response = result["response"]
+        assert response.status_code == 200
+        assert response.json()["status"] == "connected"
+        # uvicorn re-raises the captured SIGTERM once it has shut down cleanly.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        with_new_connection = None
+        with contextlib.suppress(httpx.TransportError):
+            with_new_connection = httpx.get(f"{base}/livez", timeout=1)
+        assert with_new_connection is None  # the listener is gone
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    assert "app.draining" in events
+    draining = events.index("app.draining")
+    assert "http.request" in events[draining:]  # the in-flight request ended after SIGTERM
+    assert events.index("app.stopping") > draining
+    assert events.index("app.stopped") > events.index("app.stopping")  # clients closed
