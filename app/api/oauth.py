@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from starlette.responses import RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import FlowsDep, no_store
 from app.api.limits import rate_limited
@@ -14,6 +15,7 @@ from app.api.problems import API_PROBLEMS
 from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep
+from app.errors import StateInvalid
 from app.flows import CallbackResult
 
 router = APIRouter(
@@ -103,12 +105,36 @@ def _return_location(result: CallbackResult) -> str:
     summary="Flinks' redirect_uri: ?loginId&state, or ?state&error&error_description",
     responses={303: {"description": "To the flow's return URL with flow_id and status only"}},
 )
-async def callback(request: Request, flows: FlowsDep, session: SessionDep) -> RedirectResponse:
+async def callback(request: Request, flows: FlowsDep, session: SessionDep) -> Response:
     # error_description is never read: it is free text from outside and is not shown anywhere.
-    result = await flows.oauth_callback(
-        session=session,
-        state=_param(request, "state"),
-        login_id=_param(request, "loginId"),
-        error=_param(request, "error"),
-    )
+    try:
+        result = await flows.oauth_callback(
+            session=session,
+            state=_param(request, "state"),
+            login_id=_param(request, "loginId"),
+            error=_param(request, "error"),
+        )
+    except StateInvalid:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        # A person mid-navigation gets a page, not JSON; it quotes nothing from the request.
+        return _state_invalid_page(flows.config.return_urls[0])
     return _redirect(_return_location(result))
+
+
+_STATE_INVALID_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Link not completed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><h1>This bank link could not be completed</h1>
+<p>The link attempt is unknown, has expired, was already used, or was started in another
+browser. Nothing was linked. Please start again.</p>
+<p><a href="{start_over}">Start again</a></p></body></html>
+"""
+
+
+def _state_invalid_page(start_over: str) -> HTMLResponse:
+    return HTMLResponse(
+        _STATE_INVALID_PAGE.format(start_over=html.escape(start_over, quote=True)),
+        status_code=StateInvalid.status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from redis import Redis
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -37,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.main import create_app
 from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings
-from tests.integration.servers import free_port
+from tests.integration.servers import bff_in_thread, free_port
 from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
 
 if TYPE_CHECKING:
@@ -79,11 +76,6 @@ def _clean_environment() -> Iterator[None]:
         yield
 
 
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the main thread keeps its own handlers
-        pass
-
-
 class DemoPolicy:
     """Adds a Content-Security-Policy to the demo page (`/`). The browser enforces it on top
     of any policy the app sends itself."""
@@ -113,28 +105,6 @@ def content_security_policy(connect_origin: str) -> str:
         f"connect-src 'self'; frame-src {connect_origin}; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
-
-
-@contextlib.contextmanager
-def _serve(app: ASGIApp, port: int) -> Iterator[str]:
-    """The BFF with its lifespan, on a port chosen in advance (the sandbox must know its
-    OAuth redirect_uri before the BFF exists)."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none"
-    )
-    server = _ThreadedServer(config)
-    thread = threading.Thread(target=server.run, name=f"bff-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the BFF did not start on port {port}")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -203,7 +173,7 @@ class Stacks:
                 BFF_CORS_ORIGINS=bff_url,
             )
         app = DemoPolicy(create_app(settings), content_security_policy(sandbox.base_url))
-        self._exits.enter_context(_serve(app, port))
+        self._exits.enter_context(bff_in_thread(app, port))
         return Stack(base_url=bff_url, sandbox=sandbox, redis_url=self._redis_url)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 def free_port() -> int:
@@ -29,11 +29,14 @@ class _ThreadedServer(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def bff_in_thread(app: FastAPI, port: int | None = None) -> Iterator[str]:
-    """uvicorn with the lifespan on, in a daemon thread; yields the base URL."""
+def bff_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
+    """uvicorn with the lifespan on, in a daemon thread; yields the base URL. Give `port`
+    when something must know the address before the server exists (an OAuth redirect_uri)."""
     port = port or free_port()
     server = _ThreadedServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -218,7 +218,7 @@ def _payloads() -> list[str]:
     from pathlib import Path
 
     path = Path(__file__).parent.parent / "data" / "openredirects.txt"
-    return path.read_text(encoding="utf-8").split("\n")
+    return path.read_text(encoding="utf-8").splitlines()
 
 
 async def test_no_open_redirect_payload_produces_an_off_list_location(
@@ -247,7 +247,8 @@ async def test_no_open_redirect_payload_produces_an_off_list_location(
                 assert payload == "", payload
     record(
         "open redirects",
-        f"{len(payloads)} payloads x 3 entry points, off-list Locations = {off_list}",
+        f"{len(payloads)} payloads (the corpus' lines, one empty) x 3 entry points, "
+        f"off-list Locations = {off_list}",
     )
     assert off_list == 0
 
@@ -266,3 +267,21 @@ async def test_the_callback_never_returns_anywhere_but_the_flow_return_url(
     assert location.netloc == "127.0.0.1:8000"
     assert "evil" not in response.headers["location"]
     assert parse_qs(location.query)["status"] == ["connected"]
+
+
+async def test_a_browser_with_an_invalid_state_gets_a_page_that_quotes_nothing(
+    client: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
+    client.cookies.clear()
+    hostile = callback.path_and_query + "&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+    response = await client.get(hostile, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store"
+    assert "could not be completed" in response.text
+    assert callback.state not in response.text
+    assert "script" not in response.text
+    assert 'href="http://127.0.0.1:8000/"' in response.text
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert await sandbox.authorize_calls() == []
