@@ -43,5 +43,8 @@ format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
+bench: install ## load and cost benchmark: BFF vs a bare baseline (build/bench/, ~7 min)
+	$(RUN) python -m bench.run $(BENCH_ARGS)
+
 clean: ## remove the virtualenv and build folders
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,296 @@
+"""The floor of this stack: a bare ASGI app on the same server (uvicorn), the same HTTP client
+(httpx) and the same Redis client (redis-py), making the BFF's upstream calls and Redis
+operations per route, with none of its validation, security, logging or metrics.
+
+Per route, as `app/flows.py` and `app/store.py` do them:
+- POST /v1/authorize-tokens                 mint
+- GET  /v1/oauth/start                      MULTI SET flow NX EX, SET state NX EX, EXEC;
+                                            mint; GET /v3/oauth/authorize -> 303 + cookie
+- GET  /v1/oauth/callback                   GETDEL state; GET flow; CAS script (+loginId);
+                                            mint; POST /Authorize; CAS script -> 303
+- POST /v1/connect/sessions                 mint; MULTI SET flow NX EX, EXEC -> 201
+- POST /v1/connect/sessions/{id}/complete   GET flow; CAS (+loginId); mint; /Authorize; CAS
+- GET  /v1/flows/{id}                       GET flow
+- GET  /readyz                              PING
+
+Run: `python -m bench.baseline --port N --workers W` with the BFF's environment variables
+(REDIS_URL, FLINKS_API_URL, FLINKS_CONNECT_URL, FLINKS_CUSTOMER_ID, FLINKS_SECRET_KEY,
+BFF_PUBLIC_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin
+
+import httpx
+import uvicorn
+from redis.asyncio import BlockingConnectionPool, Redis
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = "bench:v1:"
+FLOW_TTL, STATE_TTL, LOGIN_TTL = 1800, 600, 86400
+COOKIE = "flinks_bff_session"
+# The same compare-and-set script as app/store.py, so Redis does the same work.
+CAS_FLOW = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class Baseline:
+    def __init__(self) -> None:
+        env = os.environ
+        api = env["FLINKS_API_URL"].rstrip("/")
+        self.banking = f"{api}/v3/{env['FLINKS_CUSTOMER_ID']}/BankingServices"
+        self.oauth_url = f"{api}/v3/oauth/authorize"
+        self.connect_url = env["FLINKS_CONNECT_URL"]
+        self.secret = env["FLINKS_SECRET_KEY"]
+        self.redirect_uri = env.get("BFF_PUBLIC_URL", "http://127.0.0.1:8000") + (
+            "/v1/oauth/callback"
+        )
+        self.redis_url = env["REDIS_URL"]
+        self.http: httpx.AsyncClient | None = None
+        self.redis: Redis | None = None
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        body = await _read_body(receive) if method == "POST" else b""
+        if path == "/v1/authorize-tokens":
+            token = await self.mint()
+            await _json(send, 201, {"authorize_token": token, "expires_at": _expires(1800)})
+        elif path == "/v1/oauth/start":
+            await self.oauth_start(send)
+        elif path == "/v1/oauth/callback":
+            await self.oauth_callback(scope, send)
+        elif path == "/v1/connect/sessions":
+            await self.connect_session(send)
+        elif path.startswith("/v1/connect/sessions/"):
+            await self.connect_complete(path.split("/")[4], json.loads(body), send)
+        elif path.startswith("/v1/flows/"):
+            await _json(send, 200, await self.get_flow(path.split("/")[3]))
+        elif path == "/readyz":
+            await self._redis.ping()
+            await _json(send, 200, {"status": "ready"})
+        else:
+            await _json(send, 404, {"code": "not_found"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.http = httpx.AsyncClient(
+                    timeout=httpx.Timeout(30.0, connect=3.0, pool=2.0),
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                    follow_redirects=False,
+                )
+                # The BFF's kind of pool (app/store.py): callers wait for a free connection.
+                pool = BlockingConnectionPool.from_url(
+                    self.redis_url, decode_responses=True, max_connections=64, timeout=5.0
+                )
+                self.redis = Redis(connection_pool=pool)
+                self.cas = self.redis.register_script(CAS_FLOW)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.http is not None:
+                    await self.http.aclose()
+                if self.redis is not None:
+                    await self.redis.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        assert self.http is not None
+        return self.http
+
+    @property
+    def _redis(self) -> Redis:
+        assert self.redis is not None
+        return self.redis
+
+    # -- the same upstream calls and Redis operations as the BFF -------------------------------
+
+    async def mint(self) -> str:
+        response = await self._http.post(
+            f"{self.banking}/GenerateAuthorizeToken",
+            headers={"flinks-auth-key": self.secret, **JSON_HEADERS},
+        )
+        token: str = response.json()["Token"]
+        return token
+
+    async def authorize(self, login_id: str) -> str:
+        token = await self.mint()
+        response = await self._http.post(
+            f"{self.banking}/Authorize",
+            headers={"flinks-auth-key": token, **JSON_HEADERS},
+            json={"LoginId": login_id, "MostRecentCached": False, "Save": True, "Language": "en"},
+        )
+        return "connected" if response.status_code == 200 else "failed"
+
+    async def get_flow(self, flow_id: str) -> dict[str, Any]:
+        raw = await self._redis.get(f"{PREFIX}flow:{{{flow_id}}}")
+        assert isinstance(raw, str)
+        flow: dict[str, Any] = json.loads(raw)
+        return flow
+
+    async def create_flow(self, flow: dict[str, Any], state: str | None = None) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{PREFIX}flow:{{{flow['flow_id']}}}", json.dumps(flow), ex=FLOW_TTL, nx=True)
+            if state is not None:
+                pipe.set(f"{PREFIX}state:{state}", flow["flow_id"], ex=STATE_TTL, nx=True)
+            await pipe.execute()
+
+    async def replace(self, flow: dict[str, Any], login_id: str = "") -> None:
+        flow_id = flow["flow_id"]
+        version = flow["version"]
+        flow["version"] = version + 1
+        await self.cas(
+            keys=[f"{PREFIX}flow:{{{flow_id}}}", f"{PREFIX}login:{{{flow_id}}}"],
+            args=[version, json.dumps(flow), login_id, LOGIN_TTL],
+        )
+
+    async def finish(self, flow: dict[str, Any], login_id: str) -> dict[str, Any]:
+        flow["status"] = "authorizing"
+        await self.replace(flow, login_id)
+        flow["status"] = await self.authorize(login_id)
+        await self.replace(flow)
+        return flow
+
+    async def oauth_start(self, send: Send) -> None:
+        flow = _new_flow("oauth")
+        state = secrets.token_urlsafe(32)
+        await self.create_flow(flow, state)
+        token = await self.mint()
+        response = await self._http.get(
+            self.oauth_url,
+            headers={"flinks-auth-key": token},
+            params={
+                "institution_id": "FlinksCapital",
+                "redirect_uri": self.redirect_uri,
+                "state": state,
+                "lang": "en",
+            },
+        )
+        location = urljoin(self.oauth_url, response.headers["location"])
+        cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; HttpOnly; Path=/; SameSite=lax"
+        await _redirect(send, location, cookie)
+
+    async def oauth_callback(self, scope: Scope, send: Send) -> None:
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        flow_id = await self._redis.getdel(f"{PREFIX}state:{query['state']}")
+        flow = await self.get_flow(str(flow_id))
+        flow = await self.finish(flow, query["loginId"])
+        target = "http://127.0.0.1:8000/?" + urlencode(
+            {"flow_id": flow["flow_id"], "status": flow["status"]}
+        )
+        await _redirect(send, target)
+
+    async def connect_session(self, send: Send) -> None:
+        token = await self.mint()
+        flow = _new_flow("connect")
+        await self.create_flow(flow)
+        iframe = self.connect_url + "?" + urlencode({"authorizeToken": token, "demo": "true"})
+        cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; HttpOnly; Path=/; SameSite=lax"
+        await _json(
+            send,
+            201,
+            {"flow_id": flow["flow_id"], "iframe_url": iframe, "expires_at": flow["expires_at"]},
+            cookie,
+        )
+
+    async def connect_complete(self, flow_id: str, body: dict[str, Any], send: Send) -> None:
+        flow = await self.get_flow(flow_id)
+        flow = await self.finish(flow, body["login_id"])
+        await _json(send, 200, flow)
+
+
+def _expires(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def _new_flow(kind: str) -> dict[str, Any]:
+    return {
+        "flow_id": secrets.token_urlsafe(16),
+        "kind": kind,
+        "status": "started",
+        "version": 0,
+        "return_url": "http://127.0.0.1:8000/",
+        "created_at": _expires(0),
+        "expires_at": _expires(FLOW_TTL),
+    }
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, value: object, cookie: str | None = None) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if cookie:
+        headers.append((b"set-cookie", cookie.encode()))
+    await _send(send, status, headers, json.dumps(value).encode())
+
+
+async def _redirect(send: Send, location: str, cookie: str | None = None) -> None:
+    headers = [(b"location", location.encode())]
+    if cookie:
+        headers.append((b"set-cookie", cookie.encode()))
+    await _send(send, 303, headers, b"")
+
+
+def create_app() -> Baseline:
+    return Baseline()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.baseline", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    uvicorn.run(
+        "bench.baseline:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

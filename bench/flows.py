@@ -1,0 +1,142 @@
+"""The flows a virtual user drives, each as a browser would, with a fresh cookie jar per flow.
+
+- oauth:   GET /v1/oauth/start -> the sandbox's non-HTML bank shortcut -> GET the callback
+           (the BFF consumes the state and calls /Authorize) -> 303 back with status=connected
+- connect: POST /v1/connect/sessions -> the sandbox's Connect shortcut (what the iframe does)
+           -> POST .../complete (the BFF calls /Authorize) -> GET /v1/flows/{id}
+- token:   POST /v1/authorize-tokens
+- ping:    GET / against the generator's ceiling server (no flow; measures the generator)
+
+Every request to the app under test is timed on its own (`steps`); the flow's latency is the
+whole sequence, sandbox shortcut included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, urlsplit
+
+from bench.client import JSON_HEADERS, Pool, Response, json_body
+
+USERNAME = "greatday_nomfa"  # 200 on live /Authorize, no MFA (app/sandbox/README.md)
+PASSWORD = "Everyday"  # noqa: S105 - the sandbox's documented test password
+INSTITUTION = "FlinksCapital"
+# The BFF's default return URL; the OAuth redirect_uri is the matching BFF_PUBLIC_URL constant.
+RETURN_URL = "http://127.0.0.1:8000/"
+START_PATH = f"/v1/oauth/start?institution={INSTITUTION}&return_url={quote(RETURN_URL, safe='')}"
+
+
+class FlowFailed(Exception):
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.key = f"{step}: {detail}"
+
+
+@dataclass(slots=True)
+class Targets:
+    app: Pool  # the BFF or the baseline
+    sandbox: Pool
+
+
+Flow = Callable[[Targets, list[float]], Awaitable[None]]
+
+
+async def _timed(
+    steps: list[float],
+    pool: Pool,
+    method: str,
+    target: str,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+    body: bytes | None = None,
+) -> Response:
+    started = time.perf_counter()
+    response = await pool.request(method, target, headers=headers, body=body)
+    steps.append(time.perf_counter() - started)
+    return response
+
+
+def _expect(step: str, response: Response, status: int) -> None:
+    if response.status != status:
+        raise FlowFailed(step, f"HTTP {response.status}")
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def oauth(t: Targets, steps: list[float]) -> None:
+    started = await _timed(steps, t.app, "GET", START_PATH)
+    _expect("start", started, 303)
+    cookie = started.cookie_header()
+    bank = await t.sandbox.request(
+        "POST",
+        "/__sandbox/oauth/complete",
+        headers=JSON_HEADERS,
+        body=json_body(
+            {"session": started.headers["location"], "username": USERNAME, "password": PASSWORD}
+        ),
+    )
+    _expect("bank", bank, 200)
+    callback = _path_and_query(bank.json()["location"])
+    done = await _timed(steps, t.app, "GET", callback, headers=(("Cookie", cookie),))
+    _expect("callback", done, 303)
+    status = parse_qs(urlsplit(done.headers.get("location", "")).query).get("status")
+    if status != ["connected"]:
+        raise FlowFailed("callback", f"status={status}")
+
+
+async def connect(t: Targets, steps: list[float]) -> None:
+    session = await _timed(
+        steps, t.app, "POST", "/v1/connect/sessions", headers=JSON_HEADERS, body=b"{}"
+    )
+    _expect("session", session, 201)
+    started = session.json()
+    flow_id = started["flow_id"]
+    token = parse_qs(urlsplit(started["iframe_url"]).query)["authorizeToken"][0]
+    cookie = ("Cookie", session.cookie_header())
+    iframe = await t.sandbox.request(
+        "POST",
+        "/__sandbox/connect/complete",
+        headers=JSON_HEADERS,
+        body=json_body({"authorize_token": token, "username": USERNAME, "password": PASSWORD}),
+    )
+    _expect("iframe", iframe, 200)
+    login_id = iframe.json()["login_id"]
+    done = await _timed(
+        steps,
+        t.app,
+        "POST",
+        f"/v1/connect/sessions/{flow_id}/complete",
+        headers=(*JSON_HEADERS, cookie),
+        body=json_body({"login_id": login_id, "institution": INSTITUTION}),
+    )
+    _expect("complete", done, 200)
+    if done.json().get("status") != "connected":
+        raise FlowFailed("complete", f"status={done.json().get('status')}")
+    status = await _timed(steps, t.app, "GET", f"/v1/flows/{flow_id}", headers=(cookie,))
+    _expect("status", status, 200)
+    if status.json().get("status") != "connected":
+        raise FlowFailed("status", f"status={status.json().get('status')}")
+
+
+async def token(t: Targets, steps: list[float]) -> None:
+    minted = await _timed(
+        steps, t.app, "POST", "/v1/authorize-tokens", headers=JSON_HEADERS, body=b"{}"
+    )
+    _expect("mint", minted, 201)
+
+
+async def ping(t: Targets, steps: list[float]) -> None:
+    response = await _timed(steps, t.app, "GET", "/")
+    _expect("ping", response, 200)
+
+
+FLOWS: dict[str, Flow] = {"oauth": oauth, "connect": connect, "token": token, "ping": ping}
+# Requests a flow sends to the app under test, and upstream Flinks calls the app makes per flow
+# in sequence (start: mint + oauth/authorize; callback: mint + Authorize; and so on).
+APP_REQUESTS = {"oauth": 2, "connect": 3, "token": 1, "ping": 1}
+SEQUENTIAL_UPSTREAM_CALLS = {"oauth": 4, "connect": 3, "token": 1, "ping": 0}

