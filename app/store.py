@@ -156,7 +156,7 @@ class Sealer:
 # Compare-and-set on a flow: only if the stored version is the one the caller read, so two
 # replicas racing on the same flow cannot both win. Optionally writes the loginId in the same
 # atomic step. KEEPTTL: a transition never extends a flow's life.
-_CAS_FLOW = """
+CAS_FLOW_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
@@ -196,7 +196,7 @@ class Store:
         self.flow_ttl = flow_ttl
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
-        self._cas = redis.register_script(_CAS_FLOW)
+        self._cas = redis.register_script(CAS_FLOW_SCRIPT)
         self._hit = redis.register_script(_HIT)
 
     async def _call(self, operation: Awaitable[T]) -> T:

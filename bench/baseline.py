@@ -33,6 +33,8 @@ import httpx
 import uvicorn
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from app.store import CAS_FLOW_SCRIPT
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -41,15 +43,8 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "bench:v1:"
 FLOW_TTL, STATE_TTL, LOGIN_TTL = 1800, 600, 86400
 COOKIE = "flinks_bff_session"
-# The same compare-and-set script as app/store.py, so Redis does the same work.
-CAS_FLOW = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-return 1
-"""
+# The BFF's own compare-and-set script, so Redis does the same work.
+CAS_FLOW = CAS_FLOW_SCRIPT
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
