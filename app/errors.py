@@ -87,6 +87,11 @@ class ShuttingDown(AppError):
     default_detail = "Requests in flight finish; send new ones to another instance."
 
 
+class StoreMisconfigured(AppError):
+    status, code, title = 503, "store_misconfigured", "The session store may evict keys"
+    default_detail = "Redis maxmemory-policy evicts any key; use noeviction or volatile-*."
+
+
 class StoreUnavailable(AppError):
     status, code, title = 503, "store_unavailable", "The session store is unavailable"
     default_detail = "Try again in a moment."

@@ -23,7 +23,7 @@ from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
 from app.flows import FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.ratelimit import ClientAddress, Limits, RateLimiter
-from app.services import Services
+from app.services import Services, StoreCheck
 from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
 
@@ -125,7 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services = Services(
                 settings=settings,
                 http=http,
-                redis=redis,
                 store=store,
                 metrics=metrics,
                 flows=Flows(store, _flinks_client(settings, http), _flow_config(settings)),
@@ -140,7 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 client_address=ClientAddress(settings.trusted_proxies),
                 embedded_redis=embedded,
                 drain=drain,
+                store_check=StoreCheck(await store.eviction_policy()),
             )
+            if services.store_check.evicting:
+                log.error(
+                    "redis.evicting",
+                    extra={"maxmemory_policy": services.store_check.eviction_policy},
+                )
             app.state.services = services  # for tests and tools; requests use lifespan state
             drain.install()
             stack.callback(drain.uninstall)

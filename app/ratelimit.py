@@ -27,10 +27,13 @@ class RateLimiter:
         checks = [("ip", client_ip, self.limits.per_ip)]
         if session is not None:
             checks.append(("session", session_hash(session), self.limits.per_session))
-        for kind, who, limit in checks:
-            if limit <= 0:
-                continue
-            count, seconds_left = await self.store.hit(f"{action}:{kind}", who, self.limits.window)
+        checks = [check for check in checks if check[2] > 0]
+        if not checks:
+            return
+        counts = await self.store.hit(
+            [(f"{action}:{kind}", who) for kind, who, _ in checks], self.limits.window
+        )
+        for (kind, _, limit), (count, seconds_left) in zip(checks, counts, strict=True):
             if count > limit:
                 raise RateLimited(
                     f"Too many requests from this {'session' if kind == 'session' else 'address'};"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 
 from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
@@ -16,11 +15,21 @@ from app.settings import Settings
 from app.store import Store
 
 
+@dataclass(slots=True)
+class StoreCheck:
+    """What the start-up check of Redis found (security.md E2)."""
+
+    eviction_policy: str | None = None
+
+    @property
+    def evicting(self) -> bool:
+        return bool(self.eviction_policy and self.eviction_policy.startswith("allkeys-"))
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
     http: httpx.AsyncClient
-    redis: Redis
     store: Store
     metrics: Metrics
     flows: Flows
@@ -28,3 +37,4 @@ class Services:
     client_address: ClientAddress
     embedded_redis: EmbeddedRedis | None
     drain: Drain
+    store_check: StoreCheck

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar, cast
 
@@ -166,13 +166,19 @@ return 1
 """
 
 
-# Fixed window: the first hit starts the window and sets its expiry, in the same atomic step.
+# Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
+# One call counts every key (e.g. per IP and per session): one round trip.
 _HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 then redis.call('EXPIRE', key, ARGV[1]); ttl = tonumber(ARGV[1]) end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+end
+return out
 """
 
 
@@ -205,10 +211,21 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable from exc
 
-    async def hit(self, scope: str, identity: str, window: int) -> tuple[int, int]:
-        """Count one hit in the current window: (hits so far, seconds left in the window)."""
-        count, ttl = await self._call(self._hit(keys=[rate_key(scope, identity)], args=[window]))
-        return int(count), int(ttl)
+    async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
+        """Count one hit on each (scope, identity) counter in its current window: for each,
+        (hits so far, seconds left in the window). Redis keys these by identity digests."""
+        keys = [rate_key(scope, identity) for scope, identity in counters]
+        flat = await self._call(self._hit(keys=keys, args=[window]))
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def eviction_policy(self) -> str | None:
+        """Redis' maxmemory-policy, or None where CONFIG is not allowed (managed services)."""
+        try:
+            reply = await self.redis.config_get("maxmemory-policy")
+        except (RedisError, OSError):
+            return None
+        policy = reply.get("maxmemory-policy")
+        return str(policy) if policy is not None else None
 
     async def ping(self) -> None:
         await self._call(cast(Awaitable[object], self.redis.ping()))

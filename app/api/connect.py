@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from app.api.deps import FlowsDep, no_store
+from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
 from app.api.problems import API_PROBLEMS
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep
 
-router = APIRouter(
-    prefix="/v1/connect", tags=["connect"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
-)
+router = APIRouter(prefix="/v1/connect", tags=["connect"], responses=API_PROBLEMS)
 
 
 @router.post(

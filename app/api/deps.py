@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 
 from app.flows import Flows
 from app.services import Services
@@ -24,11 +24,6 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def get_flows(services: ServicesDep) -> Flows:
     return services.flows
-
-
-async def no_store(response: Response) -> None:
-    """API answers carry tokens or per-user state: no cache may keep them."""
-    response.headers["Cache-Control"] = "no-store"
 
 
 FlowsDep = Annotated[Flows, Depends(get_flows)]

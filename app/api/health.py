@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.api.deps import ServicesDep
 from app.api.problems import problem_responses
-from app.errors import ShuttingDown, StoreUnavailable
+from app.errors import ShuttingDown, StoreMisconfigured, StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -35,6 +35,9 @@ async def livez() -> HealthStatus:
 async def readyz(services: ServicesDep) -> HealthStatus:
     if services.drain.active:
         raise ShuttingDown
+    if services.store_check.evicting:
+        # An evicting Redis may drop OAuth state or a flow at any time: not safe to serve.
+        raise StoreMisconfigured
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await services.store.ping()

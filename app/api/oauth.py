@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from app.api.deps import FlowsDep, no_store
+from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
 from app.api.problems import API_PROBLEMS
 from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
@@ -18,9 +18,7 @@ from app.api.session import NewSessionDep, SessionDep
 from app.errors import StateInvalid
 from app.flows import CallbackResult
 
-router = APIRouter(
-    prefix="/v1/oauth", tags=["oauth"], dependencies=[Depends(no_store)], responses=API_PROBLEMS
-)
+router = APIRouter(prefix="/v1/oauth", tags=["oauth"], responses=API_PROBLEMS)
 
 Institution = Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
 # Callback parameters longer than these are not Flinks' and are treated as absent.

@@ -225,3 +225,20 @@ async def test_readyz_503_within_bounds_when_redis_is_frozen(own_redis: Embedded
         finally:
             own_redis.resume()
         await _wait_for(client, 200, within=10)
+
+
+@pytest.mark.parametrize(
+    ("policy", "ready"), [("noeviction", True), ("volatile-ttl", True), ("allkeys-lru", False)]
+)
+async def test_readiness_refuses_a_redis_that_may_evict_any_key(
+    own_redis: EmbeddedRedis, policy: str, ready: bool
+) -> None:
+    direct = Redis.from_url(own_redis.url)
+    await direct.config_set("maxmemory-policy", policy)
+    await direct.aclose()
+    async with serve_in_process(create_app(make_settings(own_redis.url))) as client:
+        response = await client.get("/readyz")
+    if ready:
+        assert response.status_code == 200
+    else:
+        _assert_problem(response, 503, "store_misconfigured")

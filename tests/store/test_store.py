@@ -118,3 +118,16 @@ async def test_an_unreachable_server_raises_store_unavailable_quickly() -> None:
         await store.get_flow("x" * 22)
     assert loop.time() - started < 2.5
     await client.aclose(True)
+
+
+async def test_rate_counters_count_in_one_step_and_expire_with_their_window(
+    store: Store, redis: Redis
+) -> None:
+    counters = [("mint:ip", "127.0.0.1"), ("mint:session", "abc")]
+    assert await store.hit(counters, 30) == [(1, 30), (1, 30)]
+    assert [count for count, _ in await store.hit(counters, 30)] == [2, 2]
+    assert [count for count, _ in await store.hit(counters[:1], 30)] == [3]
+    keys = [key async for key in redis.scan_iter(f"{PREFIX}rate:*")]
+    assert len(keys) == 2
+    assert all([0 < await redis.ttl(key) <= 30 for key in keys])
+    assert not any("127.0.0.1" in key for key in keys)  # identities are digested
