@@ -242,3 +242,11 @@ async def test_readiness_refuses_a_redis_that_may_evict_any_key(
         assert response.status_code == 200
     else:
         _assert_problem(response, 503, "store_misconfigured")
+
+
+async def test_the_demo_page_moves_to_the_public_url_host(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/")).status_code == 200  # served on BFF_PUBLIC_URL's host
+    for host in ("localhost:8000", "evil.example"):
+        moved = await client.get("/", headers={"Host": host})
+        assert moved.status_code == 307
+        assert moved.headers["location"] == "http://127.0.0.1:8000/"
