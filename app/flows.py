@@ -55,6 +55,19 @@ from app.store import (
     Store,
 )
 
+# The flow types the API layer renders come from here, so it never imports the store.
+__all__ = [
+    "CallbackResult",
+    "ConnectSession",
+    "FlowConfig",
+    "FlowKind",
+    "FlowRecord",
+    "FlowStatus",
+    "Flows",
+    "MintedToken",
+    "OAuthStart",
+]
+
 log = logging.getLogger("app.flows")
 
 # Flinks: an authorize token lives 30 minutes (one page says 15; contract section 9).

@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.store import FlowKind, FlowRecord, FlowStatus
+from app.flows import FlowKind, FlowRecord, FlowStatus
 
 Language = Literal["en", "fr"]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
