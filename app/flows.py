@@ -122,6 +122,13 @@ def _is_login_id(value: str) -> bool:
         return False
 
 
+_FLINKS_FAILURE_WORDS = {
+    FlinksUnavailableError.code: "Flinks could not be reached.",
+    FlinksTimeoutError.code: "Flinks did not answer in time.",
+    FlinksRejectedError.code: "Flinks refused the request.",
+}
+
+
 def _app_error(exc: FlinksError) -> AppError:
     if isinstance(exc, FlinksTimeout):
         return FlinksTimeoutError()
@@ -244,8 +251,7 @@ class Flows:
                 tag=tag,
             )
         except FlinksError as exc:
-            await self._record_failure(flow, "flinks_unavailable", "Flinks could not be reached.")
-            raise _app_error(exc) from exc
+            raise await self._flinks_failed(flow, exc) from exc
         return OAuthStart(flow, location)
 
     async def oauth_callback(
@@ -326,10 +332,7 @@ class Flows:
                 responses=responses,
             )
         except FlinksError as exc:
-            await self._record_failure(
-                claimed, "flinks_unavailable", "Flinks could not be reached."
-            )
-            raise _app_error(exc) from exc
+            raise await self._flinks_failed(claimed, exc) from exc
         return await self._record_outcome(claimed, outcome)
 
     # -- shared steps ------------------------------------------------------------------------
@@ -360,8 +363,7 @@ class Flows:
                 login_id=login_id, language=flow.language, tag=flow.tag
             )
         except FlinksError as exc:
-            await self._record_failure(flow, "flinks_unavailable", "Flinks could not be reached.")
-            raise _app_error(exc) from exc
+            raise await self._flinks_failed(flow, exc) from exc
         return await self._record_outcome(flow, outcome)
 
     async def _recheck_pending(self, flow: FlowRecord) -> FlowRecord:
@@ -422,6 +424,13 @@ class Flows:
         await self._save(flow, updated)
         log.info("flow.updated", extra={"flow_id": flow.flow_id, "status": updated.status})
         return updated
+
+    async def _flinks_failed(self, flow: FlowRecord, exc: FlinksError) -> AppError:
+        """The flow fails with the code of the error met (flinks_unavailable, flinks_timeout,
+        flinks_rejected); the AppError is returned for the caller to raise."""
+        error = _app_error(exc)
+        await self._record_failure(flow, error.code, _FLINKS_FAILURE_WORDS[error.code])
+        return error
 
     async def _record_failure(self, flow: FlowRecord, code: str, message: str) -> FlowRecord:
         failed = flow.next(

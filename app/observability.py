@@ -171,12 +171,6 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.flinks_calls = Counter(
-            "flinks_calls_total",
-            "Calls to the Flinks API by endpoint and outcome.",
-            ["endpoint", "outcome"],
-            registry=self.registry,
-        )
 
 
 access_log = logging.getLogger("app.access")

@@ -254,9 +254,12 @@ class Store:
         )
 
     async def create_flow(
-        self, flow: FlowRecord, *, state: str | None = None, session: str = ""
+        self, flow: FlowRecord, *, state: str | None = None, session: str | None = None
     ) -> None:
-        """Write a new flow (and its OAuth state) in one transaction, both with their TTLs."""
+        """Write a new flow (and its OAuth state, bound to the session) in one transaction,
+        both with their TTLs."""
+        if state is not None and not session:
+            raise ValueError("an OAuth state is bound to a session")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(
                 flow_key(flow.flow_id),
@@ -264,7 +267,7 @@ class Store:
                 ex=self.flow_ttl + EXPIRED_NOTICE,
                 nx=True,
             )
-            if state is not None:
+            if state is not None and session:
                 pipe.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
             results = await self._call(pipe.execute())
         if not all(results):

@@ -7,16 +7,15 @@ from typing import Any
 from fastapi import Depends, Request
 
 from app.api.deps import ServicesDep
-from app.api.session import current_session
+from app.api.session import SessionDep
 
 
 def rate_limited(action: str) -> Any:
     """Counts the request against `action`'s limits; 429 rate_limited once one is passed."""
 
-    async def check(request: Request, services: ServicesDep) -> None:
+    async def check(request: Request, services: ServicesDep, session: SessionDep) -> None:
         peer = request.client.host if request.client else None
         client_ip = services.client_address.resolve(peer, request.headers.get("x-forwarded-for"))
-        session = await current_session(request, services)
         await services.limiter.check(action, client_ip=client_ip, session=session)
 
     return Depends(check)

@@ -25,9 +25,11 @@ async def current_session(request: Request, services: ServicesDep) -> str | None
     return None
 
 
-async def ensure_session(request: Request, response: Response, services: ServicesDep) -> str:
+SessionDep = Annotated[str | None, Depends(current_session)]
+
+
+async def ensure_session(response: Response, services: ServicesDep, existing: SessionDep) -> str:
     """The caller's session, or a new one set on this response."""
-    existing = await current_session(request, services)
     if existing:
         return existing
     session = secrets.token_urlsafe(32)
@@ -43,5 +45,4 @@ async def ensure_session(request: Request, response: Response, services: Service
     return session
 
 
-SessionDep = Annotated[str | None, Depends(current_session)]
 NewSessionDep = Annotated[str, Depends(ensure_session)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.sandbox.faults import FaultRates
 
 TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public Toolbox value
@@ -29,7 +31,7 @@ def _split_list(value: object) -> object:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-class SandboxSettings(BaseSettings):
+class SandboxSettings(BaseSettings, FaultRates):
     """Everything the sandbox can be told; defaults are the public Toolbox values."""
 
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
@@ -58,14 +60,7 @@ class SandboxSettings(BaseSettings):
     call_record_limit: int = Field(default=10_000, ge=1)
     control_api: bool = True
 
-    latency_ms: float = Field(default=0.0, ge=0)
-    jitter_ms: float = Field(default=0.0, ge=0)
-    error_rate: float = Field(default=0.0, ge=0, le=1)
-    error_status: int = Field(default=500, ge=400, le=599)
-    error_code: str = "AGGREGATION_ERROR"
-    timeout_rate: float = Field(default=0.0, ge=0, le=1)
-    timeout_seconds: float = Field(default=30.0, ge=0)
-    drop_rate: float = Field(default=0.0, ge=0, le=1)
+    # Latency and fault rates (latency_ms, error_rate, ...): the fields of FaultRates.
     fault_seed: int | None = None
 
     @field_validator("customer_ids", "redirect_uris", mode="before")
@@ -77,9 +72,3 @@ class SandboxSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
-
-    @model_validator(mode="after")
-    def _rates_fit(self) -> SandboxSettings:
-        if self.error_rate + self.timeout_rate + self.drop_rate > 1:
-            raise ValueError("error_rate + timeout_rate + drop_rate must not exceed 1")
-        return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,10 +18,8 @@ class Fault(enum.Enum):
     DROP = "drop"  # start a response and close the connection, without doing the work
 
 
-class FaultConfig(BaseModel):
-    """What ``GET/PUT /__sandbox/faults`` read and write. Rates are probabilities per request."""
-
-    model_config = ConfigDict(extra="forbid")
+class FaultRates(BaseModel):
+    """Latency and fault rates: the sandbox's settings and its run-time config share them."""
 
     latency_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
@@ -31,29 +29,27 @@ class FaultConfig(BaseModel):
     timeout_rate: float = Field(default=0.0, ge=0, le=1)
     timeout_seconds: float = Field(default=30.0, ge=0)
     drop_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> Self:
+        if self.error_rate + self.timeout_rate + self.drop_rate > 1:
+            raise ValueError("error_rate + timeout_rate + drop_rate must not exceed 1")
+        return self
+
+
+class FaultConfig(FaultRates):
+    """What ``GET/PUT /__sandbox/faults`` read and write. Rates are probabilities per request."""
+
+    model_config = ConfigDict(extra="forbid")
+
     # Canonical endpoint names (e.g. "Authorize", "OAuthAuthorize"); None means every API endpoint.
     endpoints: list[str] | None = None
     # How many more faults to inject (errors, timeouts, drops); None means no limit.
     remaining: int | None = Field(default=None, ge=0)
 
-    @model_validator(mode="after")
-    def _rates_fit(self) -> FaultConfig:
-        if self.error_rate + self.timeout_rate + self.drop_rate > 1:
-            raise ValueError("error_rate + timeout_rate + drop_rate must not exceed 1")
-        return self
-
     @classmethod
     def from_settings(cls, settings: SandboxSettings) -> FaultConfig:
-        return cls(
-            latency_ms=settings.latency_ms,
-            jitter_ms=settings.jitter_ms,
-            error_rate=settings.error_rate,
-            error_status=settings.error_status,
-            error_code=settings.error_code,
-            timeout_rate=settings.timeout_rate,
-            timeout_seconds=settings.timeout_seconds,
-            drop_rate=settings.drop_rate,
-        )
+        return cls.model_validate(settings.model_dump(include=set(FaultRates.model_fields)))
 
     @property
     def active(self) -> bool:

@@ -89,6 +89,8 @@
     invalid_callback: "The bank's answer could not be used.",
     institution_mismatch: "The bank that answered is not the one that was chosen.",
     flinks_unavailable: "Flinks could not be reached.",
+    flinks_timeout: "Flinks did not answer in time.",
+    flinks_rejected: "Flinks refused the request.",
     flinks_error: "Something went wrong while connecting to the bank."
   };
 

@@ -181,6 +181,8 @@ async def test_flinks_timeout_on_authorize(redis_url: str, redis: Redis, sandbox
             client.post(f"/v1/connect/sessions/{flow_id}/complete", json={"login_id": login_id})
         )
         _check("flinks timeout on Authorize", response, 504, "flinks_timeout", 2, took)
+        flow = (await client.get(f"/v1/flows/{flow_id}")).json()
+        assert (flow["status"], flow["error"]["code"]) == ("failed", "flinks_timeout")
     # The sandbox records the call when its held response ends (3 s): wait for it.
     for _ in range(40):
         if await sandbox.authorize_calls():

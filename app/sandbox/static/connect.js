@@ -74,6 +74,7 @@
   var INSTITUTION = "FlinksCapital";
   var INSTITUTION_NAME = "Flinks Capital";
   var BLOCKED_SCHEMES = ["javascript:", "data:", "vbscript:", "blob:", "file:", "about:"];
+  var REDIRECT_DELAY_MS = 150;
 
   var search = new URLSearchParams(window.location.search);
 
@@ -385,6 +386,12 @@
     emit(event);
     message("success", "success", t.connected);
     if (!url || cfg.jsRedirect) return;
+    // Navigate a moment after REDIRECT is posted: the parent's message event is queued, and a
+    // navigation started at once can unload the parent before its listener runs.
+    window.setTimeout(function () { navigate(url); }, REDIRECT_DELAY_MS);
+  }
+
+  function navigate(url) {
     if (cfg.innerRedirect) {
       window.location.assign(url);
       return;
