@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN    := $(UV) run --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format e2e bench clean
+.PHONY: help install run test fuzz lint format e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,8 +28,25 @@ install: $(VENV)/.synced ## create .venv and install the locked dependencies
 run: install ## start the BFF, the Flinks sandbox and an embedded Redis (development)
 	$(RUN) flinks-bff dev
 
-test: install ## run the test suite (no browser needed)
-	$(RUN) pytest -m "not e2e" $(PYTEST_ARGS)
+# Two workers (pytest-xdist), a file per worker at a time: each worker has its own Redis (see
+# tests/conftest.py). Hypothesis is derandomized here: a run passes or fails the same way each time.
+TEST_WORKERS ?= 2
+
+test: install ## run the test suite (no browser needed) on TEST_WORKERS=2 processes
+	$(RUN) pytest -m "not e2e and not capacity" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The property tests with random, many more examples, the OAuth state race at 200 rounds,
+# schemathesis at 10,000+ cases and the capacity tests (several minutes). Replay a failure with `make fuzz SEED=<seed>`.
+ifndef SEED
+SEED := $(shell $(PYTHON) -c 'import secrets; print(secrets.randbelow(2**32))')
+endif
+
+fuzz: install ## property tests at random and at scale, the long race and API runs (SEED=)
+	@echo "make fuzz: hypothesis seed $(SEED) (replay: make fuzz SEED=$(SEED))"
+	RACE_ROUNDS=200 SCHEMATHESIS_MAX_EXAMPLES=2000 SCHEMATHESIS_MIN_CASES=10000 \
+	  $(RUN) pytest -m "(fuzz or capacity) and not e2e" -n $(TEST_WORKERS) --dist loadfile --timeout 1800 \
+	  --hypothesis-profile=fuzz --hypothesis-seed=$(SEED) --hypothesis-show-statistics $(PYTEST_ARGS)
+	@echo "make fuzz: hypothesis seed was $(SEED)"
 
 e2e: install ## browser end-to-end tests (needs Debian's chromium at /usr/bin/chromium)
 	$(RUN) pytest -m e2e $(PYTEST_ARGS)
@@ -43,7 +60,8 @@ format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-bench: install ## load and cost benchmark: BFF vs a bare baseline (build/bench/, ~7 min)
+# install syncs every dependency group, `bench` (py-spy) included. BENCH_QUICK=1: about 2 minutes.
+bench: install ## CPU per flow of the BFF against a bare baseline and a floor (build/bench/, ~9 min)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and build folders

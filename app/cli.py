@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from app.embedded_redis import EmbeddedRedis
+from app.http_server import EdgeHttpProtocol
 from app.settings import ConfigurationError, Settings, load_settings
 
 # Flinks' public Toolbox credentials (flinks-contract.md 1.2): the sandbox's defaults.
@@ -32,6 +33,10 @@ def _uvicorn(settings: Settings, *, workers: int) -> None:
         host=settings.host,
         port=settings.port,
         workers=workers,
+        # uvicorn's httptools protocol with header limits and a request read timeout; each
+        # worker reads them from the environment (BFF_MAX_HEADER_BYTES, ...).
+        http=EdgeHttpProtocol,
+        ws="none",  # no WebSocket routes: an upgrade is not offered at all
         access_log=False,  # ours never prints query strings
         log_config=None,  # logging is configured by create_app_from_env
         server_header=False,

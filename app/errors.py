@@ -92,6 +92,24 @@ class StoreMisconfigured(AppError):
     default_detail = "Redis maxmemory-policy evicts any key; use noeviction or volatile-*."
 
 
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "The request body is too large"
+
+
+class HeadersTooLarge(AppError):
+    status, code, title = 431, "headers_too_large", "The request headers are too large"
+
+
+class RequestTimeout(AppError):
+    status, code, title = 408, "request_timeout", "The request was not received in time"
+    default_detail = "The request was sent too slowly; the connection is closed."
+
+
+class Overloaded(AppError):
+    status, code, title = 503, "overloaded", "This instance is at capacity"
+    default_detail = "Too many requests are in progress; retry after the Retry-After delay."
+
+
 class StoreUnavailable(AppError):
     status, code, title = 503, "store_unavailable", "The session store is unavailable"
     default_detail = "Try again in a moment."

@@ -13,10 +13,11 @@ import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pydantic import SecretStr
 
+from app.clock import Clock, SystemClock
 from app.errors import (
     AppError,
     Conflict,
@@ -27,6 +28,7 @@ from app.errors import (
     FlowNotFound,
     ReturnUrlNotAllowed,
     StateInvalid,
+    StoreUnavailable,
     ValidationFailed,
 )
 from app.flinks import (
@@ -66,6 +68,7 @@ __all__ = [
     "Flows",
     "MintedToken",
     "OAuthStart",
+    "StatusRead",
 ]
 
 log = logging.getLogger("app.flows")
@@ -84,6 +87,9 @@ class FlowConfig:
     oauth_redirect_uri: str
     institutions: tuple[str, ...]
     pending_recheck: timedelta = timedelta(seconds=5)
+    # Longer than any live /Authorize may take: an `authorizing` flow older than this lost its
+    # answer, and a status read asks Flinks.
+    authorizing_stale: timedelta = timedelta(seconds=90)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,14 @@ class ConnectSession:
 class OAuthStart:
     flow: FlowRecord
     authorize_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRead:
+    """A flow's status, and whether this read is what connected it (a pending flow re-checked)."""
+
+    flow: FlowRecord
+    connected_now: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +143,18 @@ _FLINKS_FAILURE_WORDS = {
 }
 
 
+def _outcome_unknown(exc: FlinksError) -> bool:
+    """Sent, and no HTTP answer came back (timed out, connection dropped)."""
+    answered = isinstance(exc, (FlinksUnavailable, FlinksRejected, FlinksBadResponse)) and (
+        exc.status is not None
+    )
+    return (
+        exc.may_have_been_sent
+        and not answered
+        and isinstance(exc, (FlinksTimeout, FlinksUnavailable))
+    )
+
+
 def _app_error(exc: FlinksError) -> AppError:
     if isinstance(exc, FlinksTimeout):
         return FlinksTimeoutError()
@@ -143,8 +169,16 @@ def _app_error(exc: FlinksError) -> AppError:
 
 
 class Flows:
-    def __init__(self, store: Store, flinks: FlinksClient | None, config: FlowConfig) -> None:
+    def __init__(
+        self,
+        store: Store,
+        flinks: FlinksClient | None,
+        config: FlowConfig,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.store = store
+        self._clock = clock or SystemClock()
         self._flinks = flinks
         self.config = config
 
@@ -211,12 +245,26 @@ class Flows:
         if not _is_login_id(login_id):
             raise ValidationFailed("login_id must be the UUID Flinks Connect sent.")
         flow = await self._owned_flow(session, flow_id, kind="connect")
-        if flow.status != "started":
+        if flow.status == "started":
+            claimed = flow.next(
+                status="authorizing",
+                institution=institution or flow.institution,
+                checked_at=self._clock.now(),
+            )
+            if await self.store.replace_flow(flow.version, claimed, login_id=login_id):
+                return await self._authorize(claimed, login_id)
+        return await self._replayed_complete(session, flow_id, login_id)
+
+    async def _replayed_complete(
+        self, session: str | None, flow_id: str, login_id: str
+    ) -> FlowRecord:
+        """A second `complete` with the flow's own loginId (a retry after a lost answer, a double
+        submit) gets the flow's current status and causes no Flinks call; another loginId is a
+        conflict."""
+        bound = await self.store.get_login_id(flow_id)
+        if bound is None or not secrets.compare_digest(bound.lower(), login_id.lower()):
             raise Conflict("This flow already has a loginId.")
-        claimed = flow.next(status="authorizing", institution=institution or flow.institution)
-        if not await self.store.replace_flow(flow.version, claimed, login_id=login_id):
-            raise Conflict("This flow already has a loginId.")
-        return await self._authorize(claimed, login_id)
+        return (await self.status(session=session, flow_id=flow_id)).flow
 
     # -- OAuth -----------------------------------------------------------------------------
 
@@ -279,7 +327,7 @@ class Flows:
             message = outcome.message if outcome else "The bank's answer could not be used."
             failed = await self._record_failure(flow, code, message)
             return self._callback_result(failed)
-        claimed = flow.next(status="authorizing")
+        claimed = flow.next(status="authorizing", checked_at=self._clock.now())
         if not await self.store.replace_flow(flow.version, claimed, login_id=login_id):
             raise StateInvalid
         try:
@@ -299,11 +347,12 @@ class Flows:
 
     # -- status and MFA ----------------------------------------------------------------------
 
-    async def status(self, *, session: str | None, flow_id: str) -> FlowRecord:
+    async def status(self, *, session: str | None, flow_id: str) -> StatusRead:
         flow = await self._owned_flow(session, flow_id, allow_expired=True)
-        if flow.status == "pending" and not self._expired(flow):
-            return await self._recheck_pending(flow)
-        return flow
+        if self._outcome_to_check(flow):
+            checked = await self._recheck_pending(flow)
+            return StatusRead(checked, connected_now=checked.status == "connected")
+        return StatusRead(flow, connected_now=False)
 
     async def answer_mfa(
         self,
@@ -322,7 +371,12 @@ class Flows:
         if upstream is None:
             raise Conflict("This MFA challenge can no longer be answered; start again.")
         continuation = json.loads(upstream)
-        claimed = flow.next(status="authorizing", sealed_upstream=None, challenges=())
+        claimed = flow.next(
+            status="authorizing",
+            sealed_upstream=None,
+            challenges=(),
+            checked_at=self._clock.now(),
+        )
         if not await self.store.replace_flow(flow.version, claimed):
             raise Conflict("These MFA answers were already sent.")
         try:
@@ -332,14 +386,26 @@ class Flows:
                 responses=responses,
             )
         except FlinksError as exc:
-            raise await self._flinks_failed(claimed, exc) from exc
+            return await self._flinks_failed_or_unknown(claimed, exc)
         return await self._record_outcome(claimed, outcome)
 
     # -- shared steps ------------------------------------------------------------------------
 
-    @staticmethod
-    def _expired(flow: FlowRecord) -> bool:
-        return flow.expires_at <= datetime.now(UTC)
+    def _expired(self, flow: FlowRecord) -> bool:
+        return flow.expires_at <= self._clock.now()
+
+    def _outcome_to_check(self, flow: FlowRecord) -> bool:
+        """Pending at Flinks, or left `authorizing` longer than any call takes (the answer was
+        lost: the process died, or the store failed as it saved it). Either way Flinks knows."""
+        if self._expired(flow):
+            return False
+        if flow.status == "pending":
+            return True
+        return (
+            flow.status == "authorizing"
+            and flow.checked_at is not None
+            and self._clock.now() - flow.checked_at >= self.config.authorizing_stale
+        )
 
     async def _owned_flow(
         self,
@@ -363,11 +429,23 @@ class Flows:
                 login_id=login_id, language=flow.language, tag=flow.tag
             )
         except FlinksError as exc:
-            raise await self._flinks_failed(flow, exc) from exc
+            return await self._flinks_failed_or_unknown(flow, exc)
         return await self._record_outcome(flow, outcome)
 
+    async def _flinks_failed_or_unknown(self, flow: FlowRecord, exc: FlinksError) -> FlowRecord:
+        """A call that reached Flinks and got no answer may still succeed there: the flow is
+        `pending` and status reads ask Flinks (cached /Authorize). Anything else fails it."""
+        if not _outcome_unknown(exc):
+            raise await self._flinks_failed(flow, exc) from exc
+        updated = flow.next(status="pending", checked_at=self._clock.now())
+        await self._save(flow, updated)
+        log.info(
+            "flow.outcome_unknown", extra={"flow_id": flow.flow_id, "error": type(exc).__name__}
+        )
+        return updated
+
     async def _recheck_pending(self, flow: FlowRecord) -> FlowRecord:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         if flow.checked_at and now - flow.checked_at < self.config.pending_recheck:
             return flow
         login_id = await self.store.get_login_id(flow.flow_id)
@@ -417,7 +495,7 @@ class Flows:
                 sealed_upstream=sealed,
             )
         elif isinstance(outcome, Pending):
-            updated = flow.next(status="pending", checked_at=datetime.now(UTC))
+            updated = flow.next(status="pending", checked_at=self._clock.now())
         else:
             assert isinstance(outcome, Failed)  # noqa: S101
             return await self._record_failure(flow, outcome.outcome.code, outcome.outcome.message)
@@ -444,7 +522,17 @@ class Flows:
         return failed
 
     async def _save(self, expected: FlowRecord, updated: FlowRecord) -> None:
-        if not await self.store.replace_flow(expected.version, updated):
+        try:
+            saved = await self.store.replace_flow(expected.version, updated)
+        except StoreUnavailable as exc:
+            # The write may still land (a slow Redis applies it later): the caller is not told
+            # "failed", but to read the flow again, which then shows what really happened.
+            raise StoreUnavailable(
+                "The outcome could not be confirmed. Read the flow's status again; do not start "
+                "over.",
+                headers={"Retry-After": "2"},
+            ) from exc
+        if not saved:
             raise Conflict("The flow changed while it was being updated.")
 
 

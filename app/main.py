@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TypedDict
 
@@ -14,24 +15,33 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import connect, flows, health, oauth, tokens, web
+from app.api.edge import EdgeLimitsMiddleware
 from app.api.openapi import install_openapi
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.api.security import BrowserSecurityMiddleware
+from app.clock import Clock, SystemClock
 from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
 from app.flows import FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
+from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateLimiter
 from app.services import Services, StoreCheck
+from app.sessions import BrowserSessions
 from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
 
 log = logging.getLogger("app.main")
 
-# Outbound: bounded everywhere; per-call timeouts in the Flinks client tighten these.
+AUTHORIZING_MARGIN = 5.0
+
+# Outbound: bounded everywhere; per-call timeouts in the Flinks client tighten these. The
+# pools are sized to BFF_MAX_INFLIGHT (app/pools.py).
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=3.0, pool=2.0)
-HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
+
+# Probes and metrics: not access-logged, and never refused for load (they must see it).
+UNLIMITED_PATHS = ("/livez", "/readyz", "/metrics")
 
 
 class LifespanState(TypedDict):
@@ -53,10 +63,18 @@ def _encryption_key(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-def _flinks_client(settings: Settings, http: httpx.AsyncClient) -> FlinksClient | None:
+def _flinks_client(
+    settings: Settings, http: httpx.AsyncClient, clock: Clock, metrics: Metrics
+) -> FlinksClient | None:
     if settings.flinks_customer_id is None or settings.flinks_secret_key is None:
         log.warning("flinks.not_configured")
         return None
+    breaker = CircuitBreaker(
+        failure_threshold=settings.flinks_breaker_failures,
+        reset_after=settings.flinks_breaker_reset,
+        clock=clock.monotonic,
+    )
+    metrics.watch_flinks_breaker(breaker)
     return FlinksClient(
         http,
         api_url=settings.flinks_api_url,
@@ -67,11 +85,11 @@ def _flinks_client(settings: Settings, http: httpx.AsyncClient) -> FlinksClient 
             mint_read=settings.flinks_timeout,
             oauth_read=settings.flinks_timeout,
             authorize_read=settings.flinks_authorize_timeout,
+            deadline=settings.flinks_deadline,
+            authorize_deadline=settings.flinks_authorize_deadline,
         ),
-        breaker=CircuitBreaker(
-            failure_threshold=settings.flinks_breaker_failures,
-            reset_after=settings.flinks_breaker_reset,
-        ),
+        breaker=breaker,
+        clock=clock.monotonic,
     )
 
 
@@ -83,11 +101,20 @@ def _flow_config(settings: Settings) -> FlowConfig:
         return_urls=settings.return_urls,
         oauth_redirect_uri=settings.oauth_redirect_uri,
         institutions=settings.flinks_institutions,
+        # An `authorizing` flow older than the longest /Authorize (with its token mint) lost
+        # its answer: a status read then asks Flinks.
+        authorizing_stale=timedelta(
+            seconds=max(settings.flinks_authorize_deadline, settings.flinks_authorize_timeout)
+            + settings.flinks_deadline
+            + AUTHORIZING_MARGIN
+        ),
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """`clock` is where the app reads the time (tests inject one they can move on)."""
     settings = settings or load_settings()
+    clock = clock or SystemClock()
     _register_secrets(settings)
     metrics = Metrics()
 
@@ -105,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 redis_url = embedded.url
             http = httpx.AsyncClient(
                 timeout=HTTP_TIMEOUT,
-                limits=HTTP_LIMITS,
+                limits=http_limits(settings.max_inflight),
                 follow_redirects=False,
                 # One client serves every user: a cookie Flinks sets must not ride along on
                 # the next user's call.
@@ -115,25 +142,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redis = connect_redis(redis_url)
             encryption_key = _encryption_key(settings)
             stack.push_async_callback(redis.aclose, True)  # True: close its pool too
+            await open_redis_pool(redis)
             store = Store(
                 redis,
                 encryption_key=encryption_key,
                 flow_ttl=settings.flow_ttl,
                 state_ttl=settings.state_ttl,
                 login_ttl=settings.login_ttl,
+                clock=clock,
             )
             services = Services(
                 settings=settings,
                 http=http,
                 store=store,
                 metrics=metrics,
-                flows=Flows(store, _flinks_client(settings, http), _flow_config(settings)),
+                flows=Flows(
+                    store,
+                    _flinks_client(settings, http, clock, metrics),
+                    _flow_config(settings),
+                    clock=clock,
+                ),
+                sessions=BrowserSessions(store, ttl=settings.session_ttl),
                 limiter=RateLimiter(
                     store,
                     Limits(
                         window=settings.rate_limit_window,
                         per_ip=settings.rate_limit_ip,
                         per_session=settings.rate_limit_session,
+                        ipv6_prefix=settings.rate_limit_ipv6_prefix,
                     ),
                 ),
                 client_address=ClientAddress(settings.trusted_proxies),
@@ -159,6 +195,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Link bank accounts through Flinks without exposing Flinks secrets to browsers.",
         lifespan=lifespan,
+        # A slash variant is a 404, not a redirect: Starlette's redirect is built from the Host
+        # header (an attacker's host, downgraded to http, re-sending POST bodies with a 307).
+        redirect_slashes=False,
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
         openapi_url=None if settings.is_production else "/openapi.json",
@@ -171,15 +210,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)
+    # Inside the request id and the security headers (its answers carry both), outside the rest.
+    app.add_middleware(
+        EdgeLimitsMiddleware,
+        max_inflight=settings.max_inflight,
+        max_body_bytes=settings.max_body_bytes,
+        exempt_paths=UNLIMITED_PATHS,
+        registry=metrics.registry,
+    )
     app.add_middleware(
         BrowserSecurityMiddleware,
         allowed_origins=settings.api_origins,
         connect_origin=settings.connect_origin,
         hsts=settings.secure_cookies,
     )
-    app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, skip_paths=("/livez", "/readyz", "/metrics")
-    )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, skip_paths=UNLIMITED_PATHS)
     return app
 
 

@@ -19,9 +19,11 @@ import traceback
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -153,6 +155,43 @@ def new_request_id(incoming: str | None) -> str:
     return secrets.token_hex(16)
 
 
+class BreakerReadings(Protocol):
+    """What the metrics read from the Flinks client's circuit breaker, when scraped."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def refused(self) -> int: ...
+
+
+_BREAKER_STATES: Final = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class _BreakerCollector(Collector):
+    """Reads the breaker at collection time, so the Flinks client knows nothing of Prometheus."""
+
+    def __init__(self) -> None:
+        self.breaker: BreakerReadings | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        breaker = self.breaker
+        if breaker is None:  # Flinks is not configured
+            return []
+        return [
+            GaugeMetricFamily(
+                "flinks_breaker_state",
+                "The Flinks circuit breaker: 0 closed, 1 open, 2 half-open (one probe allowed).",
+                value=_BREAKER_STATES[str(breaker.state)],
+            ),
+            CounterMetricFamily(
+                "flinks_breaker_refused",
+                "Flinks calls refused unsent: the circuit was open, or its one probe was out.",
+                value=breaker.refused,
+            ),
+        ]
+
+
 class Metrics:
     """Per-app registry, so several apps in one process (tests) do not collide."""
 
@@ -171,6 +210,12 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self._breaker = _BreakerCollector()
+        self.registry.register(self._breaker)
+
+    def watch_flinks_breaker(self, breaker: BreakerReadings | None) -> None:
+        """Export this breaker's state (the latest one given: a lifespan may run again)."""
+        self._breaker.breaker = breaker
 
 
 access_log = logging.getLogger("app.access")

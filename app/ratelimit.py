@@ -1,4 +1,10 @@
-"""Rate limits shared by every replica through Redis: per client IP and per browser session."""
+"""Rate limits shared by every replica through Redis: per client address and browser session.
+
+An IPv6 client is counted per network (BFF_RATE_LIMIT_IPV6_PREFIX, a /64 by default): one
+subscriber is routed a whole /64 and can rotate through its addresses at will, so counting
+single addresses would hand it a fresh bucket per request. An IPv4-mapped IPv6 address
+(::ffff:a.b.c.d, what a dual-stack socket reports for an IPv4 peer) counts as that IPv4 address.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ class Limits:
     window: int
     per_ip: int
     per_session: int
+    ipv6_prefix: int = 64
 
 
 class RateLimiter:
@@ -24,7 +31,7 @@ class RateLimiter:
 
     async def check(self, action: str, *, client_ip: str, session: str | None) -> None:
         """Count this request; RateLimited (429 + Retry-After) once a limit is passed."""
-        checks = [("ip", client_ip, self.limits.per_ip)]
+        checks = [("ip", address_bucket(client_ip, self.limits.ipv6_prefix), self.limits.per_ip)]
         if session is not None:
             checks.append(("session", session_hash(session), self.limits.per_session))
         checks = [check for check in checks if check[2] > 0]
@@ -42,6 +49,19 @@ class RateLimiter:
                 )
 
 
+def address_bucket(address: str, ipv6_prefix: int) -> str:
+    """What one client address is counted as: an IPv4 address, or its IPv6 network."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address  # not an IP (a unix socket peer): counted as itself
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
+
+
 class ClientAddress:
     """The client's IP: the peer, or X-Forwarded-For's nearest untrusted hop when the peer is
     one of our configured proxies. Without trusted proxies the header is ignored."""
@@ -54,7 +74,9 @@ class ClientAddress:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
             return False
-        return any(ip in net for net in self.trusted)
+        # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+        return any(ip in net or (mapped is not None and mapped in net) for net in self.trusted)
 
     def resolve(self, peer: str | None, forwarded_for: str | None) -> str:
         peer = peer or "unknown"

@@ -11,6 +11,7 @@ from app.embedded_redis import EmbeddedRedis
 from app.flows import Flows
 from app.observability import Metrics
 from app.ratelimit import ClientAddress, RateLimiter
+from app.sessions import BrowserSessions
 from app.settings import Settings
 from app.store import Store
 
@@ -33,6 +34,7 @@ class Services:
     store: Store
     metrics: Metrics
     flows: Flows
+    sessions: BrowserSessions
     limiter: RateLimiter
     client_address: ClientAddress
     embedded_redis: EmbeddedRedis | None

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     state_ttl: PositiveInt = Field(600, validation_alias="BFF_STATE_TTL")
     flow_ttl: PositiveInt = Field(1800, validation_alias="BFF_FLOW_TTL")
     login_ttl: PositiveInt = Field(86400, validation_alias="BFF_LOGIN_TTL")
+    session_ttl: PositiveInt = Field(86400, validation_alias="BFF_SESSION_TTL")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias="BFF_LOG_LEVEL"
     )
@@ -90,8 +91,20 @@ class Settings(BaseSettings):
     rate_limit_ip: int = Field(120, ge=0, validation_alias="BFF_RATE_LIMIT_IP")
     rate_limit_session: int = Field(30, ge=0, validation_alias="BFF_RATE_LIMIT_SESSION")
     trusted_proxies: CsvList = Field((), validation_alias="BFF_TRUSTED_PROXIES")
+    rate_limit_ipv6_prefix: int = Field(
+        64, ge=16, le=128, validation_alias="BFF_RATE_LIMIT_IPV6_PREFIX"
+    )
+
+    # What one client may send, and how much work one process takes on (app/api/edge.py and
+    # app/http_server.py).
+    max_body_bytes: PositiveInt = Field(64 * 1024, validation_alias="BFF_MAX_BODY_BYTES")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, validation_alias="BFF_MAX_HEADER_BYTES")
+    max_headers: PositiveInt = Field(100, validation_alias="BFF_MAX_HEADERS")
+    request_timeout: float = Field(10.0, gt=0, le=300, validation_alias="BFF_REQUEST_TIMEOUT")
+    max_inflight: PositiveInt = Field(256, validation_alias="BFF_MAX_INFLIGHT")
 
     redis_url: RedisUrl | None = Field(None, validation_alias="REDIS_URL")
+    allow_plaintext_redis: bool = Field(False, validation_alias="BFF_ALLOW_PLAINTEXT_REDIS")
 
     flinks_instance: str = Field(
         "toolbox", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", validation_alias="FLINKS_INSTANCE"
@@ -107,6 +120,10 @@ class Settings(BaseSettings):
     flinks_timeout: float = Field(5.0, gt=0, le=60, validation_alias="FLINKS_TIMEOUT")
     flinks_authorize_timeout: float = Field(
         55.0, gt=0, le=300, validation_alias="FLINKS_AUTHORIZE_TIMEOUT"
+    )
+    flinks_deadline: float = Field(10.0, gt=0, le=300, validation_alias="FLINKS_DEADLINE")
+    flinks_authorize_deadline: float = Field(
+        55.0, gt=0, le=600, validation_alias="FLINKS_AUTHORIZE_DEADLINE"
     )
     flinks_breaker_failures: PositiveInt = Field(5, validation_alias="FLINKS_BREAKER_FAILURES")
     flinks_breaker_reset: PositiveInt = Field(10, validation_alias="FLINKS_BREAKER_RESET")
@@ -165,10 +182,36 @@ class Settings(BaseSettings):
             decode_key(key)
         return key
 
+    def _url_problems(self) -> list[str]:
+        """Base URLs are joined with paths, so user-info, a query or a fragment in one would end
+        up in the middle of every URL built from it (e.g. the OAuth redirect_uri)."""
+        problems = [
+            f"{name} must have no user-info, query or fragment"
+            for name, url in (
+                ("BFF_PUBLIC_URL", str(self.public_url)),
+                ("FLINKS_API_URL", _optional(self.flinks_api_url_override)),
+                ("FLINKS_CONNECT_URL", _optional(self.flinks_connect_url_override)),
+            )
+            if url and _has_extras(url)
+        ]
+        problems += [
+            f"BFF_RETURN_URLS entry {index} must have no user-info, query or fragment"
+            for index, url in enumerate(self.return_urls, start=1)
+            if _has_extras(url)
+        ]
+        return problems
+
     @model_validator(mode="after")
-    def _production_is_complete(self) -> Settings:
-        if self.env != "production":
-            return self
+    def _usable(self) -> Settings:
+        """Every problem at once, so one failed start names every variable to fix."""
+        problems = self._url_problems()
+        if self.is_production:
+            problems += self._production_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _production_problems(self) -> list[str]:
         problems = []
         if self.redis_url is None:
             problems.append("REDIS_URL is not set (production needs a real Redis)")
@@ -186,9 +229,22 @@ class Settings(BaseSettings):
             )
         problems += _https_only("BFF_RETURN_URLS", self.return_urls, DEV_RETURN_URLS)
         problems += _https_only("BFF_CORS_ORIGINS", self.cors_origins, DEV_CORS_ORIGINS)
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        for name, url, carries in (
+            ("FLINKS_API_URL", self.flinks_api_url, "the secret key"),
+            ("FLINKS_CONNECT_URL", self.flinks_connect_url, "authorize tokens"),
+        ):
+            if not url.startswith("https://"):
+                problems.append(f"{name} must be https ({carries} would travel in clear text)")
+        if self.flinks_demo:
+            problems.append("FLINKS_DEMO must not be true (it shows Flinks' test institutions)")
+        if self.redis_url is not None and not (
+            self.allow_plaintext_redis or _redis_is_private(self.redis_url)
+        ):
+            problems.append(
+                "REDIS_URL must be rediss:// (TLS), a unix socket or a loopback address; "
+                "set BFF_ALLOW_PLAINTEXT_REDIS=true to accept plain redis:// on this network"
+            )
+        return problems
 
     @property
     def is_production(self) -> bool:
@@ -235,6 +291,34 @@ def _https_only(name: str, urls: tuple[str, ...], dev_default: tuple[str, ...]) 
     return [f"{name} entry {url!r} must be https" for url in urls if not url.startswith("https://")]
 
 
+def _optional(url: object | None) -> str:
+    return "" if url is None else str(url)
+
+
+def _has_extras(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.username or parts.password or "@" in parts.netloc or parts.query) or (
+        parts.fragment != "" or url.endswith("#")
+    )
+
+
+def _redis_is_private(url: AnyHttpUrl) -> bool:
+    if url.scheme in ("rediss", "unix"):
+        return True
+    host = (url.host or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# A key with this few distinct byte values was typed or zero-filled, not drawn at random (32
+# random bytes have ~30 distinct values; fewer than 16 happens with probability < 1e-12).
+MIN_DISTINCT_KEY_BYTES = 16
+
+
 def decode_key(key: SecretStr) -> bytes:
     raw = key.get_secret_value().strip()
     try:
@@ -243,6 +327,10 @@ def decode_key(key: SecretStr) -> bytes:
         raise ValueError("BFF_ENCRYPTION_KEY is not valid base64url") from exc
     if len(decoded) != 32:
         raise ValueError("BFF_ENCRYPTION_KEY must decode to exactly 32 bytes")
+    if len(set(decoded)) < MIN_DISTINCT_KEY_BYTES:
+        raise ValueError(
+            "BFF_ENCRYPTION_KEY is not random enough (too few distinct bytes): make a new one"
+        )
     return decoded
 
 

@@ -5,6 +5,8 @@ Keys (every one written with its TTL in the same command):
 - `bff:v1:login:{<flow_id>}`  the loginId, AES-GCM encrypted, TTL = login TTL
 - `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
 - `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window
+- `bff:v1:session:<sha256(session id)>`  the owner a browser session id stands for, TTL = session
+  TTL; only ids written here were issued by the BFF
 
 The braces are Redis Cluster hash tags: a flow's record and loginId live in the same slot, so
 one script can change both atomically.
@@ -16,7 +18,7 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
@@ -29,15 +31,20 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from app.clock import Clock, SystemClock
 from app.errors import StoreUnavailable
 
 PREFIX = "bff:v1:"
 
-# Worst case for one command: (1 try + 1 retry) x 0.8 s socket timeout + a short backoff,
-# under 2 s; 0.5 s gave false 503s on a busy 2-core machine.
-SOCKET_TIMEOUT = 0.8
-CONNECT_TIMEOUT = 0.5
-POOL_WAIT = 0.5
+# Worst case for one command: (1 try + 1 retry) x 2 s + a short backoff, about 4 s before a
+# 503. These are wall-clock timers that also run while the event loop is busy with other
+# requests: 0.5-0.8 s gave false 503s against a healthy Redis on a loaded 2-core machine.
+SOCKET_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 2.0
+# A request holds a connection for one command at a time, so a busy but healthy store frees
+# one within a loop's lag: waiting this long for it (0.5 s failed healthy requests under load)
+# is what lets one fixed pool serve every request in flight (see app/pools.py).
+POOL_WAIT = 5.0
 RETRIES = 1
 # A flow's record outlives its expiry by this much, so a late request hears "expired" (410)
 # rather than "no such flow" (404).
@@ -77,6 +84,10 @@ def login_key(flow_id: str) -> str:
 def state_key(state: str, session: str) -> str:
     digest = hashlib.sha256(f"{state}\x00{session}".encode()).hexdigest()
     return f"{PREFIX}state:{digest}"
+
+
+def session_key(session_id: str) -> str:
+    return f"{PREFIX}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
 
 def session_hash(session: str) -> str:
@@ -196,8 +207,10 @@ class Store:
         flow_ttl: int,
         state_ttl: int,
         login_ttl: int,
+        clock: Clock | None = None,
     ) -> None:
         self.redis = redis
+        self._clock = clock or SystemClock()
         self.sealer = Sealer(encryption_key)
         self.flow_ttl = flow_ttl
         self.state_ttl = state_ttl
@@ -240,7 +253,7 @@ class Store:
         return_url: str | None = None,
         tag: str | None = None,
     ) -> FlowRecord:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         return FlowRecord(
             flow_id=new_flow_id(),
             kind=kind,
@@ -302,6 +315,23 @@ class Store:
         if sealed is None:
             return None
         return self.sealer.open(str(sealed), login_key(flow_id))
+
+    async def create_session(self, session_id: str, owner: str, ttl: int) -> None:
+        if not await self._call(self.redis.set(session_key(session_id), owner, ex=ttl, nx=True)):
+            raise StoreUnavailable("could not reserve a fresh session id")
+
+    async def session_owner(self, session_id: str) -> str | None:
+        owner = await self._call(self.redis.get(session_key(session_id)))
+        return None if owner is None else str(owner)
+
+    async def move_session(self, old_id: str, new_id: str, ttl: int) -> str | None:
+        """The owner of `old_id`, now under `new_id`; `old_id` is gone (GETDEL: of two racing
+        moves only one gets the owner). None if `old_id` was unknown."""
+        owner = await self._call(self.redis.getdel(session_key(old_id)))
+        if owner is None:
+            return None
+        await self.create_session(new_id, str(owner), ttl)
+        return str(owner)
 
     def seal(self, value: str, flow_id: str) -> str:
         return self.sealer.seal(value, flow_key(flow_id))

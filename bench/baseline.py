@@ -1,6 +1,12 @@
-"""The floor of this stack: a bare ASGI app on the same server (uvicorn), the same HTTP client
-(httpx) and the same Redis client (redis-py), making the BFF's upstream calls and Redis
-operations per route, with none of its validation, security, logging or metrics.
+"""Two stand-ins for the BFF: bare ASGI apps on the same server (uvicorn) and Redis client
+(redis-py), making the BFF's upstream calls and Redis operations per route, with none of its
+validation, security, logging or metrics. They differ only in their HTTP client:
+
+- `--app baseline`: httpx, with the BFF's limits. The floor of the BFF's own stack: the BFF
+  cannot cost less than it without changing the stack.
+- `--app floor`: the load generator's own lean client (bench/client.py), the cheapest client
+  measured (bench/README.md). The floor of the work itself: what the same calls and Redis
+  operations cost with an HTTP client that does almost nothing.
 
 Per route, as `app/flows.py` and `app/store.py` do them:
 - POST /v1/authorize-tokens                 mint
@@ -13,7 +19,7 @@ Per route, as `app/flows.py` and `app/store.py` do them:
 - GET  /v1/flows/{id}                       GET flow
 - GET  /readyz                              PING
 
-Run: `python -m bench.baseline --port N --workers W` with the BFF's environment variables
+Run: `python -m bench.baseline --port N --app baseline|floor` with the BFF's environment variables
 (REDIS_URL, FLINKS_API_URL, FLINKS_CONNECT_URL, FLINKS_CUSTOMER_ID, FLINKS_SECRET_KEY,
 BFF_PUBLIC_URL).
 """
@@ -26,14 +32,14 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import httpx
 import uvicorn
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from app.store import CAS_FLOW_SCRIPT
+from bench.client import Pool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,13 +49,88 @@ Send = Callable[[Message], Awaitable[None]]
 PREFIX = "bench:v1:"
 FLOW_TTL, STATE_TTL, LOGIN_TTL = 1800, 600, 86400
 COOKIE = "flinks_bff_session"
-# The BFF's own compare-and-set script, so Redis does the same work.
-CAS_FLOW = CAS_FLOW_SCRIPT
+# A copy of the BFF's compare-and-set of a flow record (app/store.py), so that Redis does the
+# same work; copied rather than imported, so that the BFF's refactors leave the bench alone.
+CAS_FLOW = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# The BFF's client limits (app/main.py): 200 connections, 30 s to read, 3 s to connect.
+MAX_CONNECTIONS = 200
+READ_TIMEOUT_S, CONNECT_TIMEOUT_S = 30.0, 3.0
+
+
+class Upstream(Protocol):
+    """The two kinds of Flinks call the BFF makes: a JSON POST and a GET answered by a redirect."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def post(self, url: str, headers: dict[str, str], body: object) -> tuple[int, Any]: ...
+    async def location(self, url: str, headers: dict[str, str], params: dict[str, str]) -> str: ...
+
+
+class HttpxUpstream:
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S, pool=2.0),
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=50),
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def post(self, url: str, headers: dict[str, str], body: object) -> tuple[int, Any]:
+        response = await self.client.post(url, headers=headers, json=body)
+        return response.status_code, response.json()
+
+    async def location(self, url: str, headers: dict[str, str], params: dict[str, str]) -> str:
+        response = await self.client.get(url, headers=headers, params=params)
+        return response.headers["location"]
+
+
+class LeanUpstream:
+    """The load generator's own HTTP/1.1 client (bench/client.py): keep-alive, nothing else."""
+
+    async def start(self) -> None:
+        self.pools: dict[str, Pool] = {}
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+
+    def _pool(self, url: str) -> tuple[Pool, str]:
+        parts = urlsplit(url)
+        pool = self.pools.get(parts.netloc)
+        if pool is None:
+            pool = self.pools[parts.netloc] = Pool(parts.hostname or "", parts.port or 80)
+        return pool, parts.path + (f"?{parts.query}" if parts.query else "")
+
+    async def post(self, url: str, headers: dict[str, str], body: object) -> tuple[int, Any]:
+        pool, target = self._pool(url)
+        data = b"" if body is None else json.dumps(body).encode()
+        response = await pool.request("POST", target, headers=headers.items(), body=data)
+        return response.status, response.json()
+
+    async def location(self, url: str, headers: dict[str, str], params: dict[str, str]) -> str:
+        pool, target = self._pool(f"{url}?{urlencode(params)}")
+        response = await pool.request("GET", target, headers=headers.items())
+        return response.headers["location"]
+
+
+UPSTREAMS: dict[str, type[Upstream]] = {
+    "baseline": HttpxUpstream,
+    "floor": LeanUpstream,
+}
 
 
 class Baseline:
-    def __init__(self) -> None:
+    def __init__(self, upstream: Upstream) -> None:
         env = os.environ
         api = env["FLINKS_API_URL"].rstrip("/")
         self.banking = f"{api}/v3/{env['FLINKS_CUSTOMER_ID']}/BankingServices"
@@ -60,7 +141,7 @@ class Baseline:
             "/v1/oauth/callback"
         )
         self.redis_url = env["REDIS_URL"]
-        self.http: httpx.AsyncClient | None = None
+        self.http = upstream
         self.redis: Redis | None = None
 
     # -- ASGI --------------------------------------------------------------------------------
@@ -95,11 +176,7 @@ class Baseline:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.http = httpx.AsyncClient(
-                    timeout=httpx.Timeout(30.0, connect=3.0, pool=2.0),
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                    follow_redirects=False,
-                )
+                await self.http.start()
                 # The BFF's kind of pool (app/store.py): callers wait for a free connection.
                 pool = BlockingConnectionPool.from_url(
                     self.redis_url, decode_responses=True, max_connections=64, timeout=5.0
@@ -108,17 +185,11 @@ class Baseline:
                 self.cas = self.redis.register_script(CAS_FLOW)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.http is not None:
-                    await self.http.aclose()
+                await self.http.close()
                 if self.redis is not None:
                     await self.redis.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        assert self.http is not None
-        return self.http
 
     @property
     def _redis(self) -> Redis:
@@ -128,21 +199,22 @@ class Baseline:
     # -- the same upstream calls and Redis operations as the BFF -------------------------------
 
     async def mint(self) -> str:
-        response = await self._http.post(
+        _, body = await self.http.post(
             f"{self.banking}/GenerateAuthorizeToken",
-            headers={"flinks-auth-key": self.secret, **JSON_HEADERS},
+            {"flinks-auth-key": self.secret, **JSON_HEADERS},
+            None,
         )
-        token: str = response.json()["Token"]
+        token: str = body["Token"]
         return token
 
     async def authorize(self, login_id: str) -> str:
         token = await self.mint()
-        response = await self._http.post(
+        status, _ = await self.http.post(
             f"{self.banking}/Authorize",
-            headers={"flinks-auth-key": token, **JSON_HEADERS},
-            json={"LoginId": login_id, "MostRecentCached": False, "Save": True, "Language": "en"},
+            {"flinks-auth-key": token, **JSON_HEADERS},
+            {"LoginId": login_id, "MostRecentCached": False, "Save": True, "Language": "en"},
         )
-        return "connected" if response.status_code == 200 else "failed"
+        return "connected" if status == 200 else "failed"
 
     async def get_flow(self, flow_id: str) -> dict[str, Any]:
         raw = await self._redis.get(f"{PREFIX}flow:{{{flow_id}}}")
@@ -178,17 +250,17 @@ class Baseline:
         state = secrets.token_urlsafe(32)
         await self.create_flow(flow, state)
         token = await self.mint()
-        response = await self._http.get(
+        found = await self.http.location(
             self.oauth_url,
-            headers={"flinks-auth-key": token},
-            params={
+            {"flinks-auth-key": token},
+            {
                 "institution_id": "FlinksCapital",
                 "redirect_uri": self.redirect_uri,
                 "state": state,
                 "lang": "en",
             },
         )
-        location = urljoin(self.oauth_url, response.headers["location"])
+        location = urljoin(self.oauth_url, found)
         cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; HttpOnly; Path=/; SameSite=lax"
         await _redirect(send, location, cookie)
 
@@ -266,21 +338,15 @@ async def _redirect(send: Send, location: str, cookie: str | None = None) -> Non
     await _send(send, 303, headers, b"")
 
 
-def create_app() -> Baseline:
-    return Baseline()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.baseline", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--app", choices=sorted(UPSTREAMS), default="baseline")
     args = parser.parse_args()
     uvicorn.run(
-        "bench.baseline:create_app",
-        factory=True,
+        Baseline(UPSTREAMS[args.app]()),
         host="127.0.0.1",
         port=args.port,
-        workers=args.workers,
         access_log=False,
         log_level="warning",
         server_header=False,

@@ -5,7 +5,6 @@
 - connect: POST /v1/connect/sessions -> the sandbox's Connect shortcut (what the iframe does)
            -> POST .../complete (the BFF calls /Authorize) -> GET /v1/flows/{id}
 - token:   POST /v1/authorize-tokens
-- ping:    GET / against the generator's ceiling server (no flow; measures the generator)
 
 Every request to the app under test is timed on its own (`steps`); the flow's latency is the
 whole sequence, sandbox shortcut included.
@@ -130,13 +129,8 @@ async def token(t: Targets, steps: list[float]) -> None:
     _expect("mint", minted, 201)
 
 
-async def ping(t: Targets, steps: list[float]) -> None:
-    response = await _timed(steps, t.app, "GET", "/")
-    _expect("ping", response, 200)
-
-
-FLOWS: dict[str, Flow] = {"oauth": oauth, "connect": connect, "token": token, "ping": ping}
+FLOWS: dict[str, Flow] = {"oauth": oauth, "connect": connect, "token": token}
 # Requests a flow sends to the app under test, and upstream Flinks calls the app makes per flow
 # in sequence (start: mint + oauth/authorize; callback: mint + Authorize; and so on).
-APP_REQUESTS = {"oauth": 2, "connect": 3, "token": 1, "ping": 1}
-SEQUENTIAL_UPSTREAM_CALLS = {"oauth": 4, "connect": 3, "token": 1, "ping": 0}
+APP_REQUESTS = {"oauth": 2, "connect": 3, "token": 1}
+SEQUENTIAL_UPSTREAM_CALLS = {"oauth": 4, "connect": 3, "token": 1}

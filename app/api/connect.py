@@ -9,7 +9,7 @@ from app.api.limits import rate_limited
 from app.api.problems import API_PROBLEMS
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.security import require_json
-from app.api.session import NewSessionDep, SessionDep
+from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
 
 router = APIRouter(prefix="/v1/connect", tags=["connect"], responses=API_PROBLEMS)
 
@@ -24,12 +24,13 @@ async def start_connect(
     body: ConnectSessionIn, flows: FlowsDep, session: NewSessionDep
 ) -> ConnectSessionOut:
     started = await flows.start_connect(
-        session=session,
+        session=session.owner,
         language=body.language,
         return_url=body.return_url,
         tag=body.tag,
         options=body.options.model_dump(exclude_none=True),
     )
+    await session.keep()
     return ConnectSessionOut(
         flow_id=started.flow.flow_id,
         iframe_url=started.iframe_url,
@@ -44,9 +45,14 @@ async def start_connect(
     dependencies=[Depends(require_json)],
 )
 async def complete_connect(
-    body: CompleteIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId
+    body: CompleteIn,
+    flows: FlowsDep,
+    session: SessionDep,
+    rotation: SessionRotationDep,
+    flow_id: FlowId,
 ) -> FlowOut:
     flow = await flows.complete_connect(
         session=session, flow_id=flow_id, login_id=body.login_id, institution=body.institution
     )
+    await rotation.after(flow.status)
     return FlowOut.of(flow)

@@ -8,14 +8,19 @@ from app.api.deps import FlowsDep
 from app.api.problems import API_PROBLEMS
 from app.api.schemas import FlowId, FlowOut, MfaIn
 from app.api.security import require_json
-from app.api.session import SessionDep
+from app.api.session import SessionDep, SessionRotationDep
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=API_PROBLEMS)
 
 
 @router.get("/{flow_id}", summary="The flow's status (only for the session that owns it)")
-async def get_flow(flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> FlowOut:
-    return FlowOut.of(await flows.status(session=session, flow_id=flow_id))
+async def get_flow(
+    flows: FlowsDep, session: SessionDep, rotation: SessionRotationDep, flow_id: FlowId
+) -> FlowOut:
+    read = await flows.status(session=session, flow_id=flow_id)
+    if read.connected_now:
+        await rotation.after(read.flow.status)
+    return FlowOut.of(read.flow)
 
 
 @router.post(
@@ -23,6 +28,13 @@ async def get_flow(flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> Flo
     summary="Answer the flow's MFA challenges",
     dependencies=[Depends(require_json)],
 )
-async def answer_mfa(body: MfaIn, flows: FlowsDep, session: SessionDep, flow_id: FlowId) -> FlowOut:
+async def answer_mfa(
+    body: MfaIn,
+    flows: FlowsDep,
+    session: SessionDep,
+    rotation: SessionRotationDep,
+    flow_id: FlowId,
+) -> FlowOut:
     flow = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
+    await rotation.after(flow.status)
     return FlowOut.of(flow)

@@ -14,7 +14,7 @@ from app.api.limits import rate_limited
 from app.api.problems import API_PROBLEMS
 from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
-from app.api.session import NewSessionDep, SessionDep
+from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
 from app.errors import StateInvalid
 from app.flows import CallbackResult
 
@@ -53,8 +53,9 @@ async def start(
     language: Annotated[Language, Query()] = "en",
 ) -> RedirectResponse:
     started = await flows.start_oauth(
-        session=session, institution=institution, return_url=return_url, language=language
+        session=session.owner, institution=institution, return_url=return_url, language=language
     )
+    await session.keep()
     return _redirect(started.authorize_url, carry)
 
 
@@ -68,11 +69,12 @@ async def create_session(
     body: OAuthSessionIn, flows: FlowsDep, session: NewSessionDep
 ) -> OAuthSessionOut:
     started = await flows.start_oauth(
-        session=session,
+        session=session.owner,
         institution=body.institution,
         return_url=body.return_url,
         language=body.language,
     )
+    await session.keep()
     return OAuthSessionOut(
         flow_id=started.flow.flow_id,
         authorize_url=started.authorize_url,
@@ -81,10 +83,19 @@ async def create_session(
 
 
 def _param(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if value is None or not value or len(value) > _MAX_PARAM[name]:
+    """The one value of `name`; None when it is absent, empty, repeated or too long."""
+    values = request.query_params.getlist(name)
+    if len(values) != 1 or not values[0] or len(values[0]) > _MAX_PARAM[name]:
         return None
-    return value
+    return values[0]
+
+
+def _bank_error(request: Request) -> str | None:
+    """None only when the bank sent no `error` at all: any `error` parameter, however long,
+    empty or repeated, means the bank refused ('' when its code cannot be read)."""
+    if "error" not in request.query_params:
+        return None
+    return _param(request, "error") or ""
 
 
 def _return_location(result: CallbackResult) -> str:
@@ -103,21 +114,28 @@ def _return_location(result: CallbackResult) -> str:
     summary="Flinks' redirect_uri: ?loginId&state, or ?state&error&error_description",
     responses={303: {"description": "To the flow's return URL with flow_id and status only"}},
 )
-async def callback(request: Request, flows: FlowsDep, session: SessionDep) -> Response:
+async def callback(
+    request: Request,
+    carry: Response,
+    flows: FlowsDep,
+    session: SessionDep,
+    rotation: SessionRotationDep,
+) -> Response:
     # error_description is never read: it is free text from outside and is not shown anywhere.
     try:
         result = await flows.oauth_callback(
             session=session,
             state=_param(request, "state"),
             login_id=_param(request, "loginId"),
-            error=_param(request, "error"),
+            error=_bank_error(request),
         )
     except StateInvalid:
         if "text/html" not in request.headers.get("accept", ""):
             raise
         # A person mid-navigation gets a page, not JSON; it quotes nothing from the request.
         return _state_invalid_page(flows.config.return_urls[0])
-    return _redirect(_return_location(result))
+    await rotation.after(result.status)
+    return _redirect(_return_location(result), carry)
 
 
 _STATE_INVALID_PAGE = """<!doctype html>

@@ -164,4 +164,4 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any v1 route may answer besides its success.
-API_PROBLEMS = problem_responses(400, 403, 404, 409, 410, 415, 422, 429, 500, 502, 503, 504)
+API_PROBLEMS = problem_responses(400, 403, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504)

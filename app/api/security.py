@@ -6,6 +6,11 @@
 - CSRF: a state-changing request that says where it comes from (`Origin`) must come from an
   allowed origin (403); POST routes also require JSON (`require_json`, 415). A cross-site form
   can send neither a JSON content type nor a forged Origin.
+- Fetch Metadata: a state-changing request the browser marks `Sec-Fetch-Site: cross-site` must
+  carry an allowed Origin (403 otherwise), so a cross-site request that leaves Origin out is
+  refused too. An allowed frontend may be on another site (CORS_ORIGINS), so cross-site with an
+  allowed Origin passes; `same-origin`, `same-site` and `none` (typed by the user) pass when the
+  Origin check does. Non-browser clients send no Fetch Metadata and are not affected.
 """
 
 from __future__ import annotations
@@ -64,17 +69,18 @@ class BrowserSecurityMiddleware:
         if method == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(scope, receive, send, origin_allowed)
             return
+        cross_site = headers.get("sec-fetch-site", "").strip().lower() == "cross-site"
         if (
             method not in SAFE_METHODS
             and path.startswith("/v1/")
-            and origin is not None
             and not origin_allowed
+            and (origin is not None or cross_site)
         ):
             response = problem_response(
                 403,
                 "origin_not_allowed",
                 "Origin not allowed",
-                detail="This origin may not call the API (BFF_CORS_ORIGINS).",
+                detail="Only the allowed origins (BFF_CORS_ORIGINS) may call the API cross-site.",
             )
             await response(scope, receive, send)
             return

@@ -1,13 +1,18 @@
-"""The browser session that owns flows: a 256-bit random cookie; Redis keeps only its hash."""
+"""The browser session that owns flows: a random id in an HttpOnly cookie, resolved through Redis.
+
+Only ids the BFF issued count (an unknown value gets a fresh session), and the id is rotated when
+a flow connects (`SessionRotation`), carrying the owner's flows over to the new id.
+"""
 
 from __future__ import annotations
 
-import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
 from app.api.deps import ServicesDep
+from app.sessions import BrowserSession, BrowserSessions
 
 SECURE_NAME = "__Host-flinks_bff_session"
 LOCAL_NAME = "flinks_bff_session"
@@ -18,31 +23,85 @@ def cookie_name(secure: bool) -> str:
     return SECURE_NAME if secure else LOCAL_NAME
 
 
-async def current_session(request: Request, services: ServicesDep) -> str | None:
-    value = request.cookies.get(cookie_name(services.settings.secure_cookies))
-    if value and 32 <= len(value) <= 64:
-        return value
-    return None
-
-
-SessionDep = Annotated[str | None, Depends(current_session)]
-
-
-async def ensure_session(response: Response, services: ServicesDep, existing: SessionDep) -> str:
-    """The caller's session, or a new one set on this response."""
-    if existing:
-        return existing
-    session = secrets.token_urlsafe(32)
-    secure = services.settings.secure_cookies
+def _set_cookie(response: Response, session: BrowserSession, secure: bool) -> None:
     response.set_cookie(
         cookie_name(secure),
-        session,
+        session.session_id,
         httponly=True,
         secure=secure,
         samesite="lax",  # the OAuth callback is a cross-site top-level GET; Lax sends it there
         path="/",
     )
-    return session
 
 
-NewSessionDep = Annotated[str, Depends(ensure_session)]
+async def browser_session(request: Request, services: ServicesDep) -> BrowserSession | None:
+    """Resolved once per request (FastAPI caches a dependency within a request)."""
+    value = request.cookies.get(cookie_name(services.settings.secure_cookies))
+    return await services.sessions.resolve(value)
+
+
+BrowserSessionDep = Annotated[BrowserSession | None, Depends(browser_session)]
+
+
+async def current_session(session: BrowserSessionDep) -> str | None:
+    """The owner flows are bound to, or None without a session the BFF issued."""
+    return session.owner if session else None
+
+
+SessionDep = Annotated[str | None, Depends(current_session)]
+
+
+@dataclass(slots=True)
+class CallerSession:
+    """The caller's session for a route that starts a flow. A new one is written to Redis and
+    set as a cookie only by `keep()`, once the flow exists: refused input leaves nothing."""
+
+    owner: str
+    _new: BrowserSession | None
+    _sessions: BrowserSessions
+    _response: Response
+    _secure: bool
+
+    async def keep(self) -> None:
+        if self._new is not None:
+            await self._sessions.keep(self._new)
+            _set_cookie(self._response, self._new, self._secure)
+
+
+async def ensure_session(
+    response: Response, services: ServicesDep, existing: BrowserSessionDep
+) -> CallerSession:
+    secure = services.settings.secure_cookies
+    if existing:
+        return CallerSession(existing.owner, None, services.sessions, response, secure)
+    new = services.sessions.new()
+    return CallerSession(new.owner, new, services.sessions, response, secure)
+
+
+NewSessionDep = Annotated[CallerSession, Depends(ensure_session)]
+
+
+@dataclass(slots=True)
+class SessionRotation:
+    response: Response
+    sessions: BrowserSessions
+    session: BrowserSession | None
+    secure: bool
+
+    async def after(self, status: str) -> None:
+        """Called with the status this request left a flow in: a flow that connected gets its
+        session a new id, set on this response (cookies it carries reach redirects too)."""
+        if status != "connected" or self.session is None:
+            return
+        rotated = await self.sessions.rotate(self.session)
+        if rotated is not None:
+            _set_cookie(self.response, rotated, self.secure)
+
+
+async def session_rotation(
+    response: Response, services: ServicesDep, session: BrowserSessionDep
+) -> SessionRotation:
+    return SessionRotation(response, services.sessions, session, services.settings.secure_cookies)
+
+
+SessionRotationDep = Annotated[SessionRotation, Depends(session_rotation)]

@@ -3,11 +3,13 @@ start of Flinks' custom OAuth flow.
 
 It runs over the app's shared `httpx.AsyncClient` and never creates, configures or closes one.
 Every call has explicit timeouts, never follows a redirect, and reads at most
-`MAX_BODY_BYTES`. The secret key is sent only to /GenerateAuthorizeToken.
+`MAX_BODY_BYTES`; every operation (with its retries and token mints) has a total deadline.
+The secret key is sent only to /GenerateAuthorizeToken.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -55,15 +57,26 @@ from app.flinks.outcomes import (
     MfaRequired,
     Pending,
 )
-from app.flinks.policies import FlinksTimeouts, RetryPolicy, parse_retry_after
+from app.flinks.policies import Deadline, FlinksTimeouts, RetryPolicy, parse_retry_after
 from app.flinks.urls import checked_base_url, resolved_location
 
 log = logging.getLogger("app.flinks")
 
 MAX_BODY_BYTES: Final = 1 << 20
 _JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
 # Failures that happen before a single byte of the request is written.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Answers that came but cannot be read: an undecodable body, a Location httpx cannot parse (it
+# reads every redirect's Location, even when not following it), a body over the cap.
+_UNREADABLE: Final = (httpx.DecodingError, httpx.InvalidURL, _BodyTooLarge)
+# What the client maps to a FlinksError; TimeoutError is the deadline's own.
+_UPSTREAM_FAILURES: Final = (*_UNREADABLE, httpx.RequestError, TimeoutError)
 _CUSTOMER_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
 _DEFAULT_TIMEOUTS: Final = FlinksTimeouts()
 _DEFAULT_RETRY: Final = RetryPolicy()
@@ -91,9 +104,11 @@ class FlinksClient:
         mint_retry: RetryPolicy = _DEFAULT_RETRY,
         send_retry: RetryPolicy = _DEFAULT_RETRY,
         breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`mint_retry` governs /GenerateAuthorizeToken (safe to repeat). `send_retry` governs
-        /Authorize and the OAuth call, which are repeated only when nothing was sent."""
+        /Authorize and the OAuth call, which are repeated only when nothing was sent. `clock`
+        (monotonic seconds) measures the operations' deadlines."""
         if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ValueError("customer_id must be letters, digits and dashes")
         if not secret_key.get_secret_value():
@@ -110,9 +125,10 @@ class FlinksClient:
         self._send_retry = send_retry
         # Without one, a breaker that never opens: the app passes a configured one.
         self.breaker = breaker or CircuitBreaker(failure_threshold=sys.maxsize)
+        self._clock = clock
 
     async def generate_authorize_token(self) -> AuthorizeToken:
-        return await _with_retries(self._mint_retry, self._mint_once, retryable=_is_transient)
+        return await self._mint(self._deadline(self._timeouts.deadline))
 
     async def authorize_live(
         self, *, login_id: str, language: LanguageCode = "en", tag: str | None = None
@@ -121,13 +137,15 @@ class FlinksClient:
         request = AuthorizeRequest(
             LoginId=login_id, MostRecentCached=False, Save=True, Language=language, Tag=tag
         )
-        return await self._authorize_with_fresh_token(request, login_id)
+        deadline = self._deadline(self._timeouts.authorize_deadline)
+        return await self._authorize_with_fresh_token(request, login_id, deadline)
 
     async def authorize_cached(self, *, login_id: str) -> AuthorizeOutcome:
         """Cached /Authorize (`MostRecentCached=true`): the state of the last live session,
         e.g. to see whether a pending one has finished. No bank login."""
         request = AuthorizeRequest(LoginId=login_id, MostRecentCached=True)
-        return await self._authorize_with_fresh_token(request, login_id)
+        deadline = self._deadline(self._timeouts.deadline)
+        return await self._authorize_with_fresh_token(request, login_id, deadline)
 
     async def answer_mfa(
         self, *, token: SecretStr, request_id: str, responses: Mapping[str, Sequence[str]]
@@ -136,13 +154,14 @@ class FlinksClient:
         body = AuthorizeRequest(
             RequestId=request_id, SecurityResponses=_security_responses(responses)
         ).to_json()
+        deadline = self._deadline(self._timeouts.authorize_deadline)
 
         async def attempt(number: int) -> AuthorizeOutcome:
-            reply = await self._post_authorize(token, body, attempt=number)
+            reply = await self._post_authorize(token, body, attempt=number, deadline=deadline)
             return _authorize_outcome(reply, token=token, login_id=None)
 
-        return await _with_retries(
-            self._send_retry, attempt, retryable=_not_sent_to(Endpoint.AUTHORIZE)
+        return await self._retrying(
+            self._send_retry, attempt, _not_sent_to(Endpoint.AUTHORIZE), deadline
         )
 
     async def oauth_authorize_location(
@@ -165,9 +184,10 @@ class FlinksClient:
         }
         if tag is not None:
             params["tag"] = tag
+        deadline = self._deadline(self._timeouts.deadline)
 
         async def attempt(number: int) -> str:
-            token = (await self.generate_authorize_token()).value
+            token = (await self._mint(deadline)).value
             reply = await self._exchange(
                 Endpoint.OAUTH_AUTHORIZE,
                 "GET",
@@ -176,43 +196,55 @@ class FlinksClient:
                 params=params,
                 read_timeout=self._timeouts.oauth_read,
                 attempt=number,
+                deadline=deadline,
             )
             if reply.status in (302, 303):
                 return self._redirect_target(reply)
             raise reply.error()
 
         retryable = _not_sent_to(Endpoint.OAUTH_AUTHORIZE)
-        return await _with_retries(self._send_retry, attempt, retryable=retryable)
+        return await self._retrying(self._send_retry, attempt, retryable, deadline)
 
-    async def _mint_once(self, attempt: int) -> AuthorizeToken:
-        reply = await self._exchange(
-            Endpoint.MINT,
-            "POST",
-            f"{self._banking_url}/GenerateAuthorizeToken",
-            headers={"flinks-auth-key": self._secret_key.get_secret_value(), **_JSON_HEADERS},
-            read_timeout=self._timeouts.mint_read,
-            attempt=attempt,
-        )
-        if reply.status != 200:
-            raise reply.error()
-        return AuthorizeToken(value=reply.model(TokenResponse).Token, minted_at=datetime.now(UTC))
+    def _deadline(self, seconds: float) -> Deadline:
+        return Deadline.after(seconds, self._clock)
+
+    async def _mint(self, deadline: Deadline) -> AuthorizeToken:
+        """A token, with the mint's own retries, within `deadline` and the mint's own."""
+        deadline = deadline.within(self._timeouts.deadline)
+
+        async def attempt(number: int) -> AuthorizeToken:
+            reply = await self._exchange(
+                Endpoint.MINT,
+                "POST",
+                f"{self._banking_url}/GenerateAuthorizeToken",
+                headers={"flinks-auth-key": self._secret_key.get_secret_value(), **_JSON_HEADERS},
+                read_timeout=self._timeouts.mint_read,
+                attempt=number,
+                deadline=deadline,
+            )
+            if reply.status != 200:
+                raise reply.error()
+            token = reply.model(TokenResponse).Token
+            return AuthorizeToken(value=token, minted_at=datetime.now(UTC))
+
+        return await self._retrying(self._mint_retry, attempt, _is_transient, deadline)
 
     async def _authorize_with_fresh_token(
-        self, request: AuthorizeRequest, login_id: str
+        self, request: AuthorizeRequest, login_id: str, deadline: Deadline
     ) -> AuthorizeOutcome:
         body = request.to_json()
 
         async def attempt(number: int) -> AuthorizeOutcome:
-            token = (await self.generate_authorize_token()).value
-            reply = await self._post_authorize(token, body, attempt=number)
+            token = (await self._mint(deadline)).value
+            reply = await self._post_authorize(token, body, attempt=number, deadline=deadline)
             return _authorize_outcome(reply, token=token, login_id=login_id)
 
-        return await _with_retries(
-            self._send_retry, attempt, retryable=_not_sent_to(Endpoint.AUTHORIZE)
+        return await self._retrying(
+            self._send_retry, attempt, _not_sent_to(Endpoint.AUTHORIZE), deadline
         )
 
     async def _post_authorize(
-        self, token: SecretStr, body: dict[str, object], *, attempt: int
+        self, token: SecretStr, body: dict[str, object], *, attempt: int, deadline: Deadline
     ) -> _Reply:
         return await self._exchange(
             Endpoint.AUTHORIZE,
@@ -222,7 +254,29 @@ class FlinksClient:
             body=body,
             read_timeout=self._timeouts.authorize_read,
             attempt=attempt,
+            deadline=deadline,
         )
+
+    async def _retrying(
+        self,
+        policy: RetryPolicy,
+        attempt: Callable[[int], Awaitable[_T]],
+        retryable: Callable[[FlinksError], bool],
+        deadline: Deadline,
+    ) -> _T:
+        """`attempt(1)`, `attempt(2)`, ... while `policy` and `retryable` allow it and the next
+        attempt would still have `min_attempt` seconds before the deadline."""
+        number = 1
+        while True:
+            try:
+                return await attempt(number)
+            except FlinksError as exc:
+                retry_after = exc.retry_after if isinstance(exc, FlinksUnavailable) else None
+                delay = policy.delay_before_retry(number, retry_after) if retryable(exc) else None
+                if delay is None or deadline.remaining() - delay < self._timeouts.min_attempt:
+                    raise
+            await policy.sleep(delay)
+            number += 1
 
     async def _exchange(
         self,
@@ -233,62 +287,53 @@ class FlinksClient:
         headers: Mapping[str, str],
         read_timeout: float,
         attempt: int,
+        deadline: Deadline,
         body: dict[str, object] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> _Reply:
-        """One HTTP exchange, logged as one line; transport failures become `FlinksError`s.
-        The circuit breaker sees every outcome: no answer, 5xx and 429 count as failures."""
-        self.breaker.before_call(endpoint)
-        started = time.perf_counter()
-        try:
-            async with self._http.stream(
-                method,
-                url,
-                headers=headers,
-                json=body,
-                params=params,
-                timeout=self._timeouts.with_read(read_timeout),
-                follow_redirects=False,
-            ) as response:
-                status, response_headers = response.status_code, response.headers
-                content = await _read_capped(response)
-        except httpx.TimeoutException as exc:
-            self.breaker.record_failure()
-            _log_call(endpoint, attempt, started, error=type(exc).__name__)
+        """One HTTP exchange, logged as one line, settled with the circuit breaker however it
+        ends; upstream failures become `FlinksError`s. The deadline bounds it as a whole."""
+        remaining = deadline.remaining()
+        if remaining <= 0:
             raise FlinksTimeout(
-                f"Flinks {endpoint} did not answer in time",
+                f"Flinks {endpoint} is not called: no time is left for it",
                 endpoint=endpoint,
-                may_have_been_sent=not isinstance(exc, _NOT_SENT),
-            ) from exc
-        except (httpx.DecodingError, httpx.InvalidURL) as exc:
-            # A body that does not decode, or a Location httpx cannot parse (it reads every
-            # redirect's Location, even when not following it).
-            _log_call(endpoint, attempt, started, error=type(exc).__name__)
-            raise FlinksBadResponse(
-                f"Flinks {endpoint} answered with a response that cannot be read",
-                endpoint=endpoint,
-            ) from exc
-        except httpx.RequestError as exc:
-            self.breaker.record_failure()
-            _log_call(endpoint, attempt, started, error=type(exc).__name__)
-            raise FlinksUnavailable(
-                f"Flinks {endpoint} could not be reached",
-                endpoint=endpoint,
-                may_have_been_sent=not isinstance(exc, _NOT_SENT),
-            ) from exc
-        except _BodyTooLarge as exc:
-            _log_call(endpoint, attempt, started, status=status, error="BodyTooLarge")
-            raise FlinksBadResponse(
-                f"Flinks {endpoint} answered with a body over {MAX_BODY_BYTES} bytes",
-                endpoint=endpoint,
-                status=status,
-            ) from exc
-        if status >= 500 or status == 429:
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()
-        reply = _Reply.decode(endpoint, status, response_headers, content)
-        _log_call(endpoint, attempt, started, status=status, flinks_code=reply.flinks_code)
+                may_have_been_sent=False,
+            )
+        async with self.breaker.call(endpoint) as call:
+            started = time.perf_counter()
+            status: int | None = None
+            flinks_code: str | None = None
+            error: str | None = None
+            try:
+                # httpx's timeouts are per phase and per read: this one bounds the whole call.
+                async with (
+                    asyncio.timeout(remaining),
+                    self._http.stream(
+                        method,
+                        url,
+                        headers=headers,
+                        json=body,
+                        params=params,
+                        timeout=self._timeouts.for_attempt(read_timeout, remaining),
+                        follow_redirects=False,
+                    ) as response,
+                ):
+                    status = response.status_code
+                    content = await _read_capped(response)
+                reply = _Reply.decode(endpoint, status, response.headers, content)
+                flinks_code = reply.flinks_code
+            except BaseException as exc:
+                error = _error_name(exc)
+                if not isinstance(exc, _UPSTREAM_FAILURES):
+                    raise  # a cancellation or a bug: the breaker settles it by how it ended
+                call.record(failed=_counts_against_flinks(exc, status))
+                raise _flinks_error(endpoint, exc, status) from exc
+            finally:
+                _log_call(
+                    endpoint, attempt, started, status=status, flinks_code=flinks_code, error=error
+                )
+            call.record(failed=_is_outage(status))
         return reply
 
     def _redirect_target(self, reply: _Reply) -> str:
@@ -419,10 +464,6 @@ def _security_responses(responses: Mapping[str, Sequence[str]]) -> dict[str, lis
     return {prompt: list(answers) for prompt, answers in responses.items()}
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 async def _read_capped(response: httpx.Response) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -434,23 +475,48 @@ async def _read_capped(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
-async def _with_retries(
-    policy: RetryPolicy,
-    attempt: Callable[[int], Awaitable[_T]],
-    *,
-    retryable: Callable[[FlinksError], bool],
-) -> _T:
-    number = 1
-    while True:
-        try:
-            return await attempt(number)
-        except FlinksError as exc:
-            retry_after = exc.retry_after if isinstance(exc, FlinksUnavailable) else None
-            delay = policy.delay_before_retry(number, retry_after) if retryable(exc) else None
-            if delay is None:
-                raise
-        await policy.sleep(delay)
-        number += 1
+def _is_outage(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def _counts_against_flinks(exc: BaseException, status: int | None) -> bool:
+    """No answer is a failure. An answer we cannot read counts by its status: Flinks did
+    answer, so it is up, and opening the circuit would turn one bad body into 503s for all."""
+    if isinstance(exc, _UNREADABLE):
+        return status is not None and _is_outage(status)
+    return True
+
+
+def _flinks_error(endpoint: Endpoint, exc: BaseException, status: int | None) -> FlinksError:
+    """The one mapping of an upstream failure to the client's typed errors."""
+    sent = not isinstance(exc, _NOT_SENT)
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return FlinksTimeout(
+            f"Flinks {endpoint} did not answer in time", endpoint=endpoint, may_have_been_sent=sent
+        )
+    if isinstance(exc, _BodyTooLarge):
+        return FlinksBadResponse(
+            f"Flinks {endpoint} answered with a body over {MAX_BODY_BYTES} bytes",
+            endpoint=endpoint,
+            status=status,
+        )
+    if isinstance(exc, (httpx.DecodingError, httpx.InvalidURL)):
+        return FlinksBadResponse(
+            f"Flinks {endpoint} answered with a response that cannot be read",
+            endpoint=endpoint,
+            status=status,
+        )
+    return FlinksUnavailable(
+        f"Flinks {endpoint} could not be reached", endpoint=endpoint, may_have_been_sent=sent
+    )
+
+
+def _error_name(exc: BaseException) -> str:
+    if isinstance(exc, _BodyTooLarge):
+        return "BodyTooLarge"
+    if type(exc) is TimeoutError:
+        return "DeadlineExceeded"
+    return type(exc).__name__
 
 
 def _is_transient(exc: FlinksError) -> bool:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Final
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from app.flinks.urls import checked_base_url
 
@@ -170,7 +170,20 @@ def build_connect_url(
             raise ConnectOptionError("tag", "must be 1-64 letters, digits or . _ : -")
         params.append(("tag", tag))
     params.extend(_checked_options(options))
-    return f"{base}?{urlencode(params, quote_via=quote, safe='')}"
+    return f"{base}?{_query(params)}"
+
+
+def _query(params: list[tuple[str, str]]) -> str:
+    """Every name and value percent-encoded as UTF-8. Text that has no UTF-8 form (a lone
+    surrogate, even in a configured allow-list) is refused by name, like any bad value."""
+    pairs: list[str] = []
+    for name, value in params:
+        try:
+            pairs.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+        except UnicodeEncodeError:
+            # `from None`: the encoding error carries the value itself.
+            raise ConnectOptionError(name, "is not valid Unicode text") from None
+    return "&".join(pairs)
 
 
 def _checked_options(options: Mapping[str, object]) -> list[tuple[str, str]]:

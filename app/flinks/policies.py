@@ -14,14 +14,21 @@ import httpx
 
 @dataclass(frozen=True, slots=True)
 class FlinksTimeouts:
-    """Seconds. httpx's read timeout bounds each wait for bytes, so for these small bodies it
-    is in effect the time Flinks takes to answer.
+    """Seconds. Per attempt: httpx's read timeout bounds each wait for bytes, so for these small
+    bodies it is in effect the time Flinks takes to answer. Per operation: a deadline over all
+    its attempts, backoffs and the token mints it needs (see `Deadline`).
 
     - `authorize_read`: a live /Authorize logs in at the bank and can take minutes (Flinks
       dispatches to the background only after 210 s). 55 s keeps the BFF's own answer under the
       60 s idle timeout of common load balancers, so the user gets our 504 rather than a cut
       connection. A timed-out live /Authorize is never repeated.
     - `mint_read`, `oauth_read`: short calls that do no bank work.
+    - `authorize_deadline`: a live /Authorize or an MFA answer, with the token mint and the
+      pre-send retries it takes; 55 s for the same load-balancer reason.
+    - `deadline`: every other operation (a mint with its retries, the OAuth start, a cached
+      /Authorize).
+    - `min_attempt`: a retry is not started with less time than this left before the deadline:
+      it could hardly finish, and would turn the error we have into a timeout.
     """
 
     connect: float = 3.0
@@ -30,9 +37,41 @@ class FlinksTimeouts:
     mint_read: float = 5.0
     authorize_read: float = 55.0
     oauth_read: float = 10.0
+    deadline: float = 10.0
+    authorize_deadline: float = 55.0
+    min_attempt: float = 1.0
 
-    def with_read(self, read: float) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=read, write=self.write, pool=self.pool)
+    def __post_init__(self) -> None:
+        if min(self.connect, self.write, self.pool, self.deadline, self.authorize_deadline) <= 0:
+            raise ValueError("timeouts and deadlines must be > 0")
+
+    def for_attempt(self, read: float, remaining: float) -> httpx.Timeout:
+        """This attempt's timeouts, none longer than the time left before the deadline."""
+        return httpx.Timeout(
+            connect=min(self.connect, remaining),
+            read=min(read, remaining),
+            write=min(self.write, remaining),
+            pool=min(self.pool, remaining),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in time on `clock` (monotonic seconds) by which an operation must be over."""
+
+    at: float
+    clock: Callable[[], float]
+
+    @classmethod
+    def after(cls, seconds: float, clock: Callable[[], float]) -> Deadline:
+        return cls(clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        return self.at - self.clock()
+
+    def within(self, seconds: float) -> Deadline:
+        """A deadline for a part of this operation: `seconds` from now, but never later."""
+        return Deadline(min(self.at, self.clock() + seconds), self.clock)
 
 
 @dataclass(frozen=True, slots=True)

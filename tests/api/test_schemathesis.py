@@ -1,8 +1,13 @@
 """Schemathesis against the app's own OpenAPI document: positive and negative data, every route,
-over a real socket, with the sandbox and Redis behind. 0 server errors, responses as documented."""
+over a real socket, with the sandbox and Redis behind. 0 server errors, responses as documented.
+
+SCHEMATHESIS_MAX_EXAMPLES (default 40) is the examples per operation and mode; `make fuzz` raises
+it and sets SCHEMATHESIS_MIN_CASES, the number of cases the run must reach to pass.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +22,8 @@ from tests.figures import record
 from tests.integration.servers import bff_in_thread
 from tests.sandbox.server import SandboxHandle
 
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40"))
+MIN_CASES = int(os.environ.get("SCHEMATHESIS_MIN_CASES", "0"))
 CASES: dict[str, int] = {}
 FAILED: list[str] = []
 
@@ -24,7 +31,7 @@ schema = schemathesis.openapi.from_dict(
     create_app(make_settings(None, FLINKS_INSTITUTIONS="FlinksCapital")).openapi()
 )
 schema.config.generation.update(
-    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=40
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=MAX_EXAMPLES
 )
 
 
@@ -72,7 +79,9 @@ def test_api_conforms_to_its_schema(case: Any, bff: str, browser: requests.Sessi
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Iterator[None]:
     yield
+    cases = sum(CASES.values())
     record(
         "schemathesis",
-        f"{sum(CASES.values())} cases over {len(CASES)} method/path pairs, {len(FAILED)} failing",
+        f"{cases} cases over {len(CASES)} method/path pairs, {len(FAILED)} failing",
     )
+    assert cases >= MIN_CASES, f"{cases} schemathesis cases, fewer than the {MIN_CASES} asked"

@@ -34,7 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.main import create_app
 from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings
-from tests.integration.servers import bff_in_thread, free_port
+from tests.integration.servers import bff_in_thread
+from tests.ports import reserve_port
 from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
 
 if TYPE_CHECKING:
@@ -152,8 +153,8 @@ class Stacks:
         return self._stacks[mode]
 
     def _start(self, mode: ErrorMode) -> Stack:
-        port = free_port()
-        bff_url = f"http://127.0.0.1:{port}"
+        reservation = reserve_port()
+        bff_url = reservation.url
         with _clean_environment():
             sandbox_settings = SandboxSettings(
                 redirect_uris=[f"{bff_url}/v1/oauth/callback"], connect_error_users=mode
@@ -173,7 +174,7 @@ class Stacks:
                 BFF_CORS_ORIGINS=bff_url,
             )
         app = DemoPolicy(create_app(settings), content_security_policy(sandbox.base_url))
-        self._exits.enter_context(bff_in_thread(app, port))
+        self._exits.enter_context(bff_in_thread(app, reservation))
         return Stack(base_url=bff_url, sandbox=sandbox, redis_url=self._redis_url)
 
 

@@ -6,6 +6,7 @@ Each canary is unique, so finding one in a log line or an error message is proof
 from __future__ import annotations
 
 import itertools
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from app.flinks import FlinksClient, RetryPolicy
+from app.flinks import FlinksClient, FlinksTimeouts, RetryPolicy
 
 API_URL = "https://toolbox-api.private.fin.ag"
 CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
@@ -173,8 +174,28 @@ def cycling(values: Iterable[float]) -> Callable[[], float]:
     return lambda: next(it)
 
 
+@dataclass
+class FakeTime:
+    """A monotonic clock that moves only when told to, and a sleep that moves it."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+
+
 def make_client(
-    http: httpx.AsyncClient, retry: RetryPolicy, *, api_url: str = API_URL
+    http: httpx.AsyncClient,
+    retry: RetryPolicy,
+    *,
+    api_url: str = API_URL,
+    timeouts: FlinksTimeouts | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> FlinksClient:
     return FlinksClient(
         http,
@@ -184,4 +205,6 @@ def make_client(
         api_key=SecretStr("apikey-canary-77aa"),
         mint_retry=retry,
         send_retry=retry,
+        timeouts=timeouts or FlinksTimeouts(),
+        clock=clock or time.monotonic,
     )

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.flinks import FlinksTimeouts, RetryPolicy
-from app.flinks.policies import parse_retry_after
+from app.flinks.policies import Deadline, parse_retry_after
 
 
 def test_delays_grow_exponentially_up_to_the_cap_and_stop_at_the_last_attempt() -> None:
@@ -64,7 +64,31 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_timeouts_are_explicit_for_every_phase() -> None:
     timeouts = FlinksTimeouts()
 
-    assert timeouts.with_read(timeouts.authorize_read) == httpx.Timeout(
+    assert timeouts.for_attempt(timeouts.authorize_read, 60.0) == httpx.Timeout(
         connect=3.0, read=55.0, write=5.0, pool=2.0
     )
     assert timeouts.mint_read < timeouts.authorize_read
+
+
+def test_no_timeout_of_an_attempt_outlasts_the_deadline() -> None:
+    timeouts = FlinksTimeouts()
+
+    assert timeouts.for_attempt(timeouts.authorize_read, 2.5) == httpx.Timeout(
+        connect=2.5, read=2.5, write=2.5, pool=2.0
+    )
+
+
+def test_a_part_of_an_operation_never_outlasts_the_whole() -> None:
+    now = [100.0]
+    whole = Deadline.after(10, lambda: now[0])
+
+    assert whole.within(3).remaining() == 3
+    now[0] = 108
+    assert whole.within(3).remaining() == 2
+    assert whole.remaining() == 2
+
+
+@pytest.mark.parametrize("field", ["deadline", "authorize_deadline", "connect"])
+def test_deadlines_and_timeouts_must_be_positive(field: str) -> None:
+    with pytest.raises(ValueError, match="> 0"):
+        FlinksTimeouts(**{field: 0.0})

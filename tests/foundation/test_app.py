@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -18,6 +17,8 @@ from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.observability import configure_logging
 from tests.conftest import make_settings, serve_in_process
+from tests.redis_server import start_embedded_redis
+from tests.waiting import wait_until_async
 
 PROBLEM = "application/problem+json"
 
@@ -179,20 +180,18 @@ async def test_embedded_server_starts_and_stops_with_the_app() -> None:
 
 @pytest.fixture
 def own_redis() -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis().start()
+    server = start_embedded_redis()
     yield server
     server.stop()
 
 
-async def _wait_for(client: httpx.AsyncClient, status: int, within: float) -> float:
-    started = time.monotonic()
-    while True:
+async def _wait_for(client: httpx.AsyncClient, status: int, within: float) -> None:
+    async def answers() -> bool:
         response = await client.get("/readyz")
         assert response.status_code in (200, 503), response.text
-        if response.status_code == status:
-            return time.monotonic() - started
-        assert time.monotonic() - started < within, f"/readyz not {status} within {within}s"
-        await asyncio.sleep(0.1)
+        return response.status_code == status
+
+    await wait_until_async(answers, what=f"/readyz to answer {status}", timeout=within)
 
 
 async def test_readyz_503_when_redis_dies_and_200_when_it_returns(

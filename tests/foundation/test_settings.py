@@ -177,3 +177,117 @@ def test_the_example_env_file_loads_as_is() -> None:
     assert settings.env == "development"
     assert settings.redis_url is None  # `REDIS_URL=` means unset
     assert settings.flinks_institutions  # the default list
+
+
+_ZERO_KEY = base64.urlsafe_b64encode(bytes(32)).decode()
+_TYPED_KEY = base64.urlsafe_b64encode(b"0123456789" * 3 + b"ab").decode()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        (("FLINKS_API_URL", "http://flinks.example.com"), "FLINKS_API_URL"),
+        (("FLINKS_CONNECT_URL", "http://iframe.example.com/v2/"), "FLINKS_CONNECT_URL"),
+        (("FLINKS_DEMO", "true"), "FLINKS_DEMO"),
+        (("REDIS_URL", "redis://redis.internal:6379/0"), "REDIS_URL"),
+        (("REDIS_URL", "redis://10.0.0.5:6379/0"), "REDIS_URL"),
+        (("BFF_ENCRYPTION_KEY", _ZERO_KEY), "BFF_ENCRYPTION_KEY"),
+        (("BFF_ENCRYPTION_KEY", _TYPED_KEY), "BFF_ENCRYPTION_KEY"),
+        (("BFF_PUBLIC_URL", "https://bff.example.com/?x=1"), "BFF_PUBLIC_URL"),
+        (("BFF_PUBLIC_URL", "https://bff.example.com/#top"), "BFF_PUBLIC_URL"),
+        (("BFF_PUBLIC_URL", "https://user:pw@bff.example.com"), "BFF_PUBLIC_URL"),
+        (("FLINKS_API_URL", "https://user:pw@flinks.example.com"), "FLINKS_API_URL"),
+        (("FLINKS_API_URL", "https://flinks.example.com/?a=b"), "FLINKS_API_URL"),
+        (("FLINKS_CONNECT_URL", "https://iframe.example.com/v2/#x"), "FLINKS_CONNECT_URL"),
+        (("BFF_RETURN_URLS", "https://app.example.com/linked?next=/x"), "BFF_RETURN_URLS"),
+    ],
+)
+def test_production_refuses_unsafe_settings_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, override: tuple[str, str], named: str
+) -> None:
+    _env(monkeypatch, {**PRODUCTION_OK, override[0]: override[1]})
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert [p for p in refused.value.problems if named in p], refused.value.problems
+    assert len(refused.value.problems) == 1, refused.value.problems
+    if named == "BFF_ENCRYPTION_KEY":
+        assert override[1] not in refused.value.report()
+
+
+@pytest.mark.parametrize(
+    "redis_url",
+    [
+        "rediss://redis.internal:6380/0",
+        "redis://127.0.0.1:6379/0",
+        "redis://localhost:6379/0",
+        "redis://[::1]:6379/0",
+        "unix:///run/redis.sock",
+    ],
+)
+def test_production_accepts_tls_or_local_redis(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    _env(monkeypatch, {**PRODUCTION_OK, "REDIS_URL": redis_url})
+    assert load_settings(_env_file=None).redis_url is not None
+
+
+def test_plaintext_redis_on_the_network_needs_an_explicit_yes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(
+        monkeypatch,
+        {
+            **PRODUCTION_OK,
+            "REDIS_URL": "redis://redis.internal:6379/0",
+            "BFF_ALLOW_PLAINTEXT_REDIS": "true",
+        },
+    )
+    assert str(load_settings(_env_file=None).redis_url) == "redis://redis.internal:6379/0"
+
+
+def test_every_unsafe_setting_is_named_in_one_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(
+        monkeypatch,
+        {
+            **PRODUCTION_OK,
+            "FLINKS_API_URL": "http://user:pw@flinks.example.com",
+            "FLINKS_DEMO": "true",
+            "REDIS_URL": "redis://redis.internal:6379/0",
+            "BFF_PUBLIC_URL": "https://bff.example.com/?x=1",
+        },
+    )
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    report = refused.value.report()
+    for name in ("FLINKS_API_URL", "FLINKS_DEMO", "REDIS_URL", "BFF_PUBLIC_URL"):
+        assert name in report
+    assert "pw" not in report
+
+
+def test_userinfo_in_the_flinks_url_is_refused_in_development_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLINKS_API_URL", "http://user:pw@127.0.0.1:8001")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert refused.value.problems == ["FLINKS_API_URL must have no user-info, query or fragment"]
+
+
+def test_serve_names_a_flinks_url_with_userinfo_without_a_traceback(
+    tmp_path: os.PathLike[str],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_", "REDIS"))}
+    env.update({**PRODUCTION_OK, "FLINKS_API_URL": "https://user:pw@flinks.example.com"})
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "FLINKS_API_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pw@" not in result.stderr

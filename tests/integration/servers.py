@@ -3,91 +3,96 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
+import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import httpx
-import uvicorn
 from starlette.types import ASGIApp
 
+from tests.ports import PortReservation, reserve_port, serve_in_thread
+from tests.waiting import wait_until
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
+# Generous: it is there to catch a BFF that never comes up, on a machine that may be running
+# two suites at once. The failure says what was awaited and shows the server's output.
+READY_TIMEOUT = 120.0
 
 
 @contextlib.contextmanager
-def bff_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
-    """uvicorn with the lifespan on, in a daemon thread; yields the base URL. Give `port`
-    when something must know the address before the server exists (an OAuth redirect_uri)."""
-    port = port or free_port()
-    server = _ThreadedServer(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the BFF did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+def bff_in_thread(app: ASGIApp, reservation: PortReservation | None = None) -> Iterator[str]:
+    """uvicorn with the lifespan on, in a daemon thread; yields the base URL. Give a
+    `reservation` when something must know the address before the server exists (an OAuth
+    redirect_uri)."""
+    with serve_in_thread(
+        app, reservation=reservation, name="bff", options={"log_config": None}
+    ) as url:
+        yield url
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"flinks-bff exited with {process.returncode}")
+@dataclass
+class _Process:
+    url: str
+    process: subprocess.Popen[bytes]
+    output: IO[bytes]
+
+    def log(self) -> str:
+        """What the process printed so far (its last 4,000 characters)."""
+        text = Path(self.output.name).read_text(errors="replace")
+        return f"--- output of {self.url} ---\n{text[-4000:]}"
+
+    def ready(self, probe: httpx.Client) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"flinks-bff exited with {self.process.returncode}\n{self.log()}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("flinks-bff did not become ready")
+            return probe.get(f"{self.url}/readyz").status_code == 200
+        return False
 
 
 @contextlib.contextmanager
 def bff_processes(env: Mapping[str, str], count: int) -> Iterator[list[str]]:
-    """`count` separate `flinks-bff serve` processes sharing the given configuration."""
+    """`count` separate `flinks-bff serve` processes sharing the given configuration.
+
+    Each listens on a port reserved until it is ready; its output goes to a temporary file,
+    shown if it fails to start."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_"))}
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            process = subprocess.Popen(  # noqa: S603 - our own command
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                env={**base_env, "BFF_LOG_LEVEL": "WARNING", **env},
-                stdout=subprocess.DEVNULL,
-            )
-            processes.append(process)
-            urls.append(f"http://127.0.0.1:{port}")
-        for url, process in zip(urls, processes, strict=True):
-            _wait_ready(url, process)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    started: list[_Process] = []
+    with contextlib.ExitStack() as outputs, contextlib.ExitStack() as reservations:
+        try:
+            for _ in range(count):
+                reservation = reservations.enter_context(reserve_port())
+                output = outputs.enter_context(tempfile.NamedTemporaryFile(prefix="flinks-bff-"))
+                process = subprocess.Popen(  # noqa: S603 - our own command
+                    [sys.executable, "-m", "app.cli", "serve", "--port", str(reservation.port)],
+                    env={**base_env, "BFF_LOG_LEVEL": "WARNING", **env},
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+                started.append(_Process(reservation.url, process, output))
+            # One client for every probe: a new one costs more CPU than the starting server
+            # can spare on a busy machine.
+            probe = outputs.enter_context(httpx.Client(timeout=5))
+            for bff in started:
+                wait_until(
+                    functools.partial(bff.ready, probe),
+                    what=f"flinks-bff serve on {bff.url} to answer 200 on /readyz",
+                    timeout=READY_TIMEOUT,
+                    interval=0.1,
+                    detail=bff.log,
+                )
+            reservations.close()  # each process listens on its port now
+            yield [bff.url for bff in started]
+        finally:
+            for bff in started:
+                bff.process.terminate()
+            for bff in started:
+                try:
+                    bff.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    bff.process.kill()
+                    bff.process.wait()

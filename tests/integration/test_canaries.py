@@ -21,7 +21,8 @@ from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings
 from tests.figures import record
 from tests.integration.conftest import ANSWERS, PASSWORD
-from tests.integration.servers import bff_in_thread, free_port
+from tests.integration.servers import bff_in_thread
+from tests.ports import reserve_port
 from tests.sandbox.server import running_sandbox
 
 LOGGERS = ("", "app", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
@@ -58,8 +59,8 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     redis_url: str, captured_logs: tuple[io.StringIO, RawRecords]
 ) -> None:
     secret_key = f"canary-secret-{secrets.token_hex(8)}"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    reservation = reserve_port()
+    port, base = reservation.port, reservation.url
     sandbox_settings = SandboxSettings(
         secret_key=secret_key, redirect_uris=[f"{base}/v1/oauth/callback"]
     )
@@ -78,7 +79,7 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             FLINKS_SECRET_KEY=secret_key,
         )
         with (
-            bff_in_thread(create_app(settings), port=port),
+            bff_in_thread(create_app(settings), reservation),
             httpx.Client(base_url=base, timeout=10) as browser,
             httpx.Client(base_url=sandbox.base_url, timeout=10) as bank,
         ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -148,10 +147,13 @@ async def test_a_callback_without_a_cookie_is_refused(
 
 
 async def test_an_expired_state_is_refused(redis_url: str, redis: Redis, sandbox: Sandbox) -> None:
-    app: FastAPI = create_app(bff_settings(redis_url, sandbox, BFF_STATE_TTL=1))
+    app: FastAPI = create_app(bff_settings(redis_url, sandbox, BFF_STATE_TTL=60))
     async with serve_in_process(app) as client:
         callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
-        await asyncio.sleep(1.2)
+        [key] = [key async for key in redis.scan_iter(f"{PREFIX}state:*")]
+        assert 0 < await redis.ttl(key) <= 60
+        # The state's TTL runs on Redis' clock: its time is up when Redis says so.
+        assert await redis.pexpireat(key, 1)
         response = await client.get(callback.path_and_query)
         assert response.status_code == 403
         assert response.json()["code"] == "state_invalid"

@@ -11,14 +11,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from tests.integration.conftest import ANSWERS, PASSWORD, Sandbox
-from tests.integration.servers import free_port
+from tests.integration.servers import READY_TIMEOUT
+from tests.ports import reserve_port
 from tests.sandbox.server import SandboxHandle
+from tests.waiting import scaled, wait_until
 
 
 async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient, app: object) -> None:
@@ -30,11 +31,24 @@ async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient, app
     assert (await client.get("/livez")).status_code == 200
 
 
+def _mints(bank: httpx.Client) -> int:
+    return len(bank.get("/__sandbox/calls", params={"endpoint": "GenerateAuthorizeToken"}).json())
+
+
+def _authorize_in_flight(bank: httpx.Client, mints_before: int) -> bool:
+    """True while the sandbox serves the /Authorize call: the fresh token for it was minted (that
+    call has ended) and a call has started that has not ended (the sandbox counts calls as they
+    start and records them as they end)."""
+    minted = _mints(bank) > mints_before
+    counts = bank.get("/__sandbox/state").json()
+    return minted and counts["calls_total"] > counts["calls"]
+
+
 def test_sigterm_lets_the_request_in_flight_finish_then_closes_everything(
     sandbox_handle: SandboxHandle, redis_url: str, sandbox: Sandbox
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    reservation = reserve_port()
+    port, base = reservation.port, reservation.url
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_"))}
     env |= {
         "REDIS_URL": redis_url,
@@ -53,15 +67,16 @@ def test_sigterm_lets_the_request_in_flight_finish_then_closes_everything(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the BFF did not start"
-            time.sleep(0.1)
+        with httpx.Client(timeout=5) as probe:
+
+            def ready() -> bool:
+                assert process.poll() is None, f"flinks-bff exited with {process.returncode}"
+                with contextlib.suppress(httpx.TransportError):
+                    return probe.get(f"{base}/readyz").status_code == 200
+                return False
+
+            wait_until(ready, what=f"flinks-bff serve on {base} to be ready", timeout=READY_TIMEOUT)
+        reservation.release()
 
         with (
             httpx.Client(base_url=base, timeout=30) as browser,
@@ -78,7 +93,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_closes_everything(
                     "answers": ANSWERS,
                 },
             ).json()["login_id"]
-            slow = {"latency_ms": 1500, "endpoints": ["Authorize"]}
+            slow = {"latency_ms": 2500, "endpoints": ["Authorize"]}
             assert bank.put("/__sandbox/faults", json=slow).status_code == 200
             result: dict[str, httpx.Response] = {}
 
@@ -88,26 +103,32 @@ def test_sigterm_lets_the_request_in_flight_finish_then_closes_everything(
                     json={"login_id": login_id},
                 )
 
+            mints_before = _mints(bank)
             in_flight = threading.Thread(target=complete)
             in_flight.start()
-            time.sleep(0.5)  # the request is now waiting on Flinks
+            wait_until(
+                lambda: _authorize_in_flight(bank, mints_before),
+                what="the BFF's /Authorize call to reach the sandbox",
+            )
             process.send_signal(signal.SIGTERM)
-            in_flight.join(timeout=20)
+            in_flight.join(timeout=scaled(30))
             bank.delete("/__sandbox/faults")
 
         response = result["response"]
         assert response.status_code == 200
         assert response.json()["status"] == "connected"
         # uvicorn re-raises the captured SIGTERM once it has shut down cleanly.
-        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert process.wait(timeout=scaled(30)) in (0, -signal.SIGTERM)
         with_new_connection = None
         with contextlib.suppress(httpx.TransportError):
             with_new_connection = httpx.get(f"{base}/livez", timeout=1)
         assert with_new_connection is None  # the listener is gone
     finally:
+        reservation.release()
         if process.poll() is None:
             process.kill()
-        output, _ = process.communicate(timeout=10)
+        output, _ = process.communicate(timeout=scaled(10))
+        sys.stdout.write(output)  # shown by pytest if the test fails
     events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
     assert "app.draining" in events
     draining = events.index("app.draining")

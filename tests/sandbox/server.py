@@ -1,24 +1,22 @@
 """Run the sandbox on a real socket for tests: ``with running_sandbox() as sandbox: ...``.
 
 Reusable by any test suite (the BFF's integration tests included): uvicorn serves the app on
-127.0.0.1 and a free port in a background thread; the handle gives its base URL and state.
+127.0.0.1 and a reserved port (tests/ports.py) in a background thread; the handle gives its
+base URL and state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.applications import Starlette
 
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.config import SandboxSettings
 from app.sandbox.state import SandboxState
+from tests.ports import reserve_port, serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -43,47 +41,14 @@ class SandboxHandle:
         return f"{self.base_url}/v3/{self.customer_id}/BankingServices"
 
 
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the main thread keeps its own handlers
-        pass
-
-
-def _serve(app: Starlette, host: str) -> tuple[_ThreadedServer, threading.Thread, int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port: int = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        ws="none",
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = _ThreadedServer(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError("the sandbox server did not start")
-        time.sleep(0.005)
-    return server, thread, port
-
-
 @contextlib.contextmanager
 def running_app(app: Starlette, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve any ASGI app in a background thread; yields its base URL."""
-    server, thread, port = _serve(app, host)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    options = {"log_level": "warning", "lifespan": "off", "timeout_graceful_shutdown": 1}
+    with serve_in_thread(
+        app, reservation=reserve_port(host), name="sandbox", options=options
+    ) as base_url:
+        yield base_url
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import pytest
 from tests.sandbox.conftest import clean_settings
 from tests.sandbox.flinks import FlinksClient
 from tests.sandbox.server import running_sandbox
+from tests.waiting import wait_until
 
 
 def _faults(flinks: FlinksClient, method: str = "PUT", **config: object) -> httpx.Response:
@@ -85,11 +86,12 @@ def test_timeouts_hold_the_response_after_doing_the_work(flinks: FlinksClient) -
             headers={"flinks-auth-key": flinks.secret},
             timeout=0.2,
         )
-    assert flinks.control("GET", "state").json()["tokens"] == 1
-    deadline = time.monotonic() + 3
-    while not flinks.calls() and time.monotonic() < deadline:  # the held response ends
-        time.sleep(0.05)
-    assert flinks.calls()[0]["fault"] == "timeout"
+    wait_until(
+        lambda: flinks.control("GET", "state").json()["tokens"] == 1,
+        what="the token to be minted although its response is held",
+    )
+    calls = wait_until(flinks.calls, what="the held response to end")
+    assert calls[0]["fault"] == "timeout"
 
 
 def test_faults_reset_to_the_configured_ones(flinks: FlinksClient) -> None:

@@ -20,7 +20,7 @@ def test_starts_fast_serves_and_stops(http: httpx.Client) -> None:
         assert sandbox.api_url.endswith("/v3/43387ca6-0391-4c82-857d-70d95f087ecb/BankingServices")
         assert sandbox.app_state.settings is sandbox.settings
 
-    assert startup < 1.0
+    assert startup < 5  # generous: it catches a hang, not a slow machine
     assert health.json() == {"status": "ok"}
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{sandbox.base_url}/__sandbox/health", timeout=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -16,6 +15,7 @@ from starlette.routing import Route
 
 from tests.sandbox.conftest import clean_settings
 from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FrameLocator, Page
@@ -122,15 +122,17 @@ class ConnectHarness:
         return found
 
     def wait_for(self, step: str, timeout: float = 10) -> None:
-        self.wait_until(lambda: step in self.steps(), timeout, f"no {step} event in {self.steps()}")
+        self.wait_until(lambda: step in self.steps(), timeout, f"a {step} event")
 
-    def wait_until(self, check: Callable[[], bool], timeout: float, message: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(message)
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        wait_until(
+            check,
+            what=what,
+            timeout=timeout,
+            detail=lambda: f"events seen: {self.steps()}",
             # Lets Playwright deliver the page's recordEvent calls.
-            self.page.wait_for_timeout(20)
+            pause=lambda seconds: self.page.wait_for_timeout(seconds * 1000),
+        )
 
 
 @pytest.fixture
