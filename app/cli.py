@@ -30,8 +30,8 @@ def _uvicorn(settings: Settings, *, workers: int) -> None:
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,
-        host=settings.host,
-        port=settings.port,
+        host=settings.bff_host,
+        port=settings.bff_port,
         workers=workers,
         # uvicorn's httptools protocol with header limits and a request read timeout; each
         # worker reads them from the environment (BFF_MAX_HEADER_BYTES, ...).
@@ -63,7 +63,7 @@ def _export(**values: object) -> None:
 def serve(args: argparse.Namespace) -> int:
     _export(BFF_HOST=args.host, BFF_PORT=args.port, BFF_WORKERS=args.workers)
     settings = _settings_or_exit()
-    _uvicorn(settings, workers=settings.workers)
+    _uvicorn(settings, workers=settings.bff_workers)
     return 0
 
 
@@ -101,27 +101,31 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _local_urls(host: str, port: int) -> None:
+def _local_urls(settings: Settings) -> dict[str, str]:
     """Without a configured public URL, development serves and returns to where it listens."""
     if "BFF_PUBLIC_URL" in os.environ:
-        return
+        return {}
+    host, port = settings.bff_host, settings.bff_port
     hosts = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else [host]
     bases = [f"http://{name}:{port}" for name in hosts]
-    _export(
-        BFF_PUBLIC_URL=bases[0],
-        BFF_RETURN_URLS=os.environ.get("BFF_RETURN_URLS") or ",".join(f"{b}/" for b in bases),
-        BFF_CORS_ORIGINS=os.environ.get("BFF_CORS_ORIGINS") or ",".join(bases),
-    )
+    return {
+        "BFF_PUBLIC_URL": bases[0],
+        "BFF_RETURN_URLS": os.environ.get("BFF_RETURN_URLS") or ",".join(f"{b}/" for b in bases),
+        "BFF_CORS_ORIGINS": os.environ.get("BFF_CORS_ORIGINS") or ",".join(bases),
+    }
 
 
 def dev(args: argparse.Namespace) -> int:
+    """Settings are read once; what development adds (local URLs, the embedded Redis, the
+    sandbox) is handed to the server as environment, which its app factory reads."""
     _export(BFF_HOST=args.host, BFF_PORT=args.port, BFF_WORKERS=1)
-    settings = _settings_or_exit()
-    _local_urls(settings.host, settings.port)
     settings = _settings_or_exit()
     if settings.is_production:
         print("flinks-bff: `dev` is for development; use `flinks-bff serve`", file=sys.stderr)  # noqa: T201
         return 2
+    local = _local_urls(settings)
+    public_url = local.get("BFF_PUBLIC_URL") or str(settings.bff_public_url).rstrip("/")
+    _export(**local)
     # uvicorn re-raises SIGTERM after its own shutdown; exiting through SystemExit instead of
     # dying on the signal lets the stack below stop the sandbox and the embedded Redis.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -135,7 +139,7 @@ def dev(args: argparse.Namespace) -> int:
             notes.append("  Redis    REDIS_URL from your environment")
         if not settings.flinks_configured:
             sandbox_url = stack.enter_context(
-                _sandbox_process(args.sandbox_port, settings.oauth_redirect_uri)
+                _sandbox_process(args.sandbox_port, f"{public_url}/v1/oauth/callback")
             )
             _export(
                 FLINKS_API_URL=sandbox_url,
@@ -150,9 +154,8 @@ def dev(args: argparse.Namespace) -> int:
             notes.append("  Bank     Flinks Capital: Greatday / Everyday (MFA) or greatday_nomfa")
             notes.append("           MFA answers: Montreal, Canada, Triangle")
         else:
-            notes.append(f"  Flinks   {settings.flinks_api_url}")
-        settings = _settings_or_exit()
-        base = f"http://{settings.host}:{settings.port}"
+            notes.append(f"  Flinks   {settings.flinks_base_url}")
+        base = f"http://{settings.bff_host}:{settings.bff_port}"
         print(  # noqa: T201
             "\nflinks-bff (development)\n"
             f"  Demo     {base}/\n"

@@ -33,10 +33,6 @@ class ValidationFailed(AppError):
     status, code, title = 422, "validation_error", "The request is not valid"
 
 
-class NotFound(AppError):
-    status, code, title = 404, "not_found", "Not found"
-
-
 class FlowNotFound(AppError):
     status, code, title = 404, "flow_not_found", "No such flow"
     default_detail = "The flow does not exist, has expired, or belongs to another session."
@@ -70,15 +66,17 @@ class RateLimited(AppError):
     status, code, title = 429, "rate_limited", "Too many requests"
 
 
-class FlinksRejectedError(AppError):
+# The BFF's answers when Flinks fails a call (the Flinks client raises its own FlinksRejected,
+# FlinksUnavailable, FlinksTimeout; the domain turns those into these).
+class UpstreamRejected(AppError):
     status, code, title = 502, "flinks_rejected", "Flinks refused the request"
 
 
-class FlinksUnavailableError(AppError):
+class UpstreamUnavailable(AppError):
     status, code, title = 503, "flinks_unavailable", "Flinks is unavailable"
 
 
-class FlinksTimeoutError(AppError):
+class UpstreamTimeout(AppError):
     status, code, title = 504, "flinks_timeout", "Flinks did not answer in time"
 
 

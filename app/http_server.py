@@ -47,9 +47,9 @@ class EdgeLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeLimits:
         return cls(
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-            request_timeout=settings.request_timeout,
+            max_header_bytes=settings.bff_max_header_bytes,
+            max_headers=settings.bff_max_headers,
+            request_timeout=settings.bff_request_timeout,
         )
 
 

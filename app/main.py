@@ -8,27 +8,26 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TypedDict
 
 import anyio
 import httpx
 from fastapi import FastAPI
 
 from app.api import connect, flows, health, oauth, tokens, web
+from app.api.deps import State
 from app.api.edge import EdgeLimitsMiddleware
-from app.api.openapi import install_openapi
+from app.api.openapi import install_openapi, operation_id
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
 from app.api.security import BrowserSecurityMiddleware
 from app.clock import Clock, SystemClock
 from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
-from app.flows import FlowConfig, Flows
+from app.flows import BrowserSessions, FlowConfig, Flows
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.pools import http_limits, open_redis_pool
-from app.ratelimit import ClientAddress, Limits, RateLimiter
-from app.services import Services, StoreCheck
-from app.sessions import BrowserSessions
+from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
+from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
 
@@ -44,19 +43,19 @@ HTTP_TIMEOUT = httpx.Timeout(30.0, connect=3.0, pool=2.0)
 UNLIMITED_PATHS = ("/livez", "/readyz", "/metrics")
 
 
-class LifespanState(TypedDict):
-    services: Services
-
-
 def _register_secrets(settings: Settings) -> None:
-    for secret in (settings.flinks_secret_key, settings.flinks_api_key, settings.encryption_key):
+    for secret in (
+        settings.flinks_secret_key,
+        settings.flinks_api_key,
+        settings.bff_encryption_key,
+    ):
         if secret is not None:
             register_secret(secret.get_secret_value())
 
 
 def _encryption_key(settings: Settings) -> bytes:
-    if settings.encryption_key is not None:
-        return decode_key(settings.encryption_key)
+    if settings.bff_encryption_key is not None:
+        return decode_key(settings.bff_encryption_key)
     # Development only (production requires a key): loginIds stored by an earlier process
     # cannot be read after a restart, which is what a throwaway dev store should do anyway.
     log.warning("encryption_key.ephemeral")
@@ -77,10 +76,9 @@ def _flinks_client(
     metrics.watch_flinks_breaker(breaker)
     return FlinksClient(
         http,
-        api_url=settings.flinks_api_url,
+        api_url=settings.flinks_base_url,
         customer_id=settings.flinks_customer_id,
         secret_key=settings.flinks_secret_key,
-        api_key=settings.flinks_api_key,
         timeouts=FlinksTimeouts(
             mint_read=settings.flinks_timeout,
             oauth_read=settings.flinks_timeout,
@@ -95,10 +93,10 @@ def _flinks_client(
 
 def _flow_config(settings: Settings) -> FlowConfig:
     return FlowConfig(
-        connect_url=settings.flinks_connect_url,
+        connect_url=settings.connect_page_url,
         connect_origin=settings.connect_origin,
         demo=settings.flinks_demo,
-        return_urls=settings.return_urls,
+        return_urls=settings.bff_return_urls,
         oauth_redirect_uri=settings.oauth_redirect_uri,
         institutions=settings.flinks_institutions,
         # An `authorizing` flow older than the longest /Authorize (with its token mint) lost
@@ -119,7 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         drain = Drain()
         async with AsyncExitStack() as stack:
             stack.callback(log.info, "app.stopped")
@@ -132,7 +130,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 redis_url = embedded.url
             http = httpx.AsyncClient(
                 timeout=HTTP_TIMEOUT,
-                limits=http_limits(settings.max_inflight),
+                limits=http_limits(settings.bff_max_inflight),
                 follow_redirects=False,
                 # One client serves every user: a cookie Flinks sets must not ride along on
                 # the next user's call.
@@ -146,47 +144,41 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             store = Store(
                 redis,
                 encryption_key=encryption_key,
-                flow_ttl=settings.flow_ttl,
-                state_ttl=settings.state_ttl,
-                login_ttl=settings.login_ttl,
-                clock=clock,
+                flow_ttl=settings.bff_flow_ttl,
+                state_ttl=settings.bff_state_ttl,
+                login_ttl=settings.bff_login_ttl,
             )
-            services = Services(
+            readiness = Readiness(store, drain, eviction_policy=await store.eviction_policy())
+            if readiness.evicting:
+                log.error("redis.evicting", extra={"maxmemory_policy": readiness.eviction_policy})
+            state = State(
                 settings=settings,
-                http=http,
-                store=store,
-                metrics=metrics,
                 flows=Flows(
                     store,
                     _flinks_client(settings, http, clock, metrics),
                     _flow_config(settings),
                     clock=clock,
                 ),
-                sessions=BrowserSessions(store, ttl=settings.session_ttl),
+                sessions=BrowserSessions(store, ttl=settings.bff_session_ttl),
                 limiter=RateLimiter(
-                    store,
+                    RateCounters(redis),
                     Limits(
-                        window=settings.rate_limit_window,
-                        per_ip=settings.rate_limit_ip,
-                        per_session=settings.rate_limit_session,
-                        ipv6_prefix=settings.rate_limit_ipv6_prefix,
+                        window=settings.bff_rate_limit_window,
+                        per_ip=settings.bff_rate_limit_ip,
+                        per_session=settings.bff_rate_limit_session,
+                        ipv6_prefix=settings.bff_rate_limit_ipv6_prefix,
                     ),
                 ),
-                client_address=ClientAddress(settings.trusted_proxies),
-                embedded_redis=embedded,
-                drain=drain,
-                store_check=StoreCheck(await store.eviction_policy()),
+                client_address=ClientAddress(settings.bff_trusted_proxies),
+                readiness=readiness,
+                metrics=metrics,
             )
-            if services.store_check.evicting:
-                log.error(
-                    "redis.evicting",
-                    extra={"maxmemory_policy": services.store_check.eviction_policy},
-                )
-            app.state.services = services  # for tests and tools; requests use lifespan state
             drain.install()
             stack.callback(drain.uninstall)
-            log.info("app.started", extra={"env": settings.env, "embedded_redis": bool(embedded)})
-            yield {"services": services}
+            log.info(
+                "app.started", extra={"env": settings.bff_env, "embedded_redis": bool(embedded)}
+            )
+            yield state
             drain.start()
             log.info("app.stopping")
 
@@ -198,6 +190,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # A slash variant is a 404, not a redirect: Starlette's redirect is built from the Host
         # header (an attacker's host, downgraded to http, re-sending POST bodies with a 307).
         redirect_slashes=False,
+        generate_unique_id_function=operation_id,
         docs_url=None if settings.is_production else "/docs",
         redoc_url=None,
         openapi_url=None if settings.is_production else "/openapi.json",
@@ -213,8 +206,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # Inside the request id and the security headers (its answers carry both), outside the rest.
     app.add_middleware(
         EdgeLimitsMiddleware,
-        max_inflight=settings.max_inflight,
-        max_body_bytes=settings.max_body_bytes,
+        max_inflight=settings.bff_max_inflight,
+        max_body_bytes=settings.bff_max_body_bytes,
         exempt_paths=UNLIMITED_PATHS,
         registry=metrics.registry,
     )
@@ -231,5 +224,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and workers: settings and logging from the environment."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.bff_log_level)
     return create_app(settings)

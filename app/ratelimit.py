@@ -8,12 +8,50 @@ single addresses would hand it a fresh bucket per request. An IPv4-mapped IPv6 a
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from app.errors import RateLimited
-from app.store import Store, session_hash
+from app.flows.records import session_hash
+from app.store import PREFIX, call_redis
+
+# Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
+# One call counts every key (e.g. per IP and per session): one round trip.
+_HIT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 then redis.call('EXPIRE', key, ARGV[1]); ttl = tonumber(ARGV[1]) end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+end
+return out
+"""
+
+
+def rate_key(scope: str, identity: str) -> str:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return f"{PREFIX}rate:{scope}:{digest}"
+
+
+class RateCounters:
+    """Fixed-window hit counters in Redis, shared by every replica."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._hit = redis.register_script(_HIT)
+
+    async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
+        """Count one hit on each (scope, identity) counter in its current window: for each,
+        (hits so far, seconds left in the window). Redis keys these by identity digests."""
+        keys = [rate_key(scope, identity) for scope, identity in counters]
+        flat = await call_redis(self._hit(keys=keys, args=[window]))
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +63,8 @@ class Limits:
 
 
 class RateLimiter:
-    def __init__(self, store: Store, limits: Limits) -> None:
-        self.store = store
+    def __init__(self, counters: RateCounters, limits: Limits) -> None:
+        self.counters = counters
         self.limits = limits
 
     async def check(self, action: str, *, client_ip: str, session: str | None) -> None:
@@ -37,7 +75,7 @@ class RateLimiter:
         checks = [check for check in checks if check[2] > 0]
         if not checks:
             return
-        counts = await self.store.hit(
+        counts = await self.counters.hit(
             [(f"{action}:{kind}", who) for kind, who, _ in checks], self.limits.window
         )
         for (kind, _, limit), (count, seconds_left) in zip(checks, counts, strict=True):

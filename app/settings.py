@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import re
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -22,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.flows.records import INSTITUTION_ID
 
 RedisUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
 CsvList = Annotated[tuple[str, ...], NoDecode]
@@ -62,83 +63,75 @@ class ConfigurationError(Exception):
 
 
 class Settings(BaseSettings):
+    """Each field's name is its environment variable's name, lower-cased (BFF_PUBLIC_URL is
+    `bff_public_url`); values derived from several variables are properties below."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
         env_ignore_empty=True,  # `VAR=` (as in .env.example) means unset
         extra="ignore",
         frozen=True,
-        populate_by_name=True,
     )
 
-    env: Literal["development", "production"] = Field("development", validation_alias="BFF_ENV")
-    public_url: HttpUrl = Field(HttpUrl(DEV_PUBLIC_URL), validation_alias="BFF_PUBLIC_URL")
-    return_urls: CsvList = Field(DEV_RETURN_URLS, validation_alias="BFF_RETURN_URLS")
-    cors_origins: CsvList = Field(DEV_CORS_ORIGINS, validation_alias="BFF_CORS_ORIGINS")
-    encryption_key: SecretStr | None = Field(None, validation_alias="BFF_ENCRYPTION_KEY")
-    state_ttl: PositiveInt = Field(600, validation_alias="BFF_STATE_TTL")
-    flow_ttl: PositiveInt = Field(1800, validation_alias="BFF_FLOW_TTL")
-    login_ttl: PositiveInt = Field(86400, validation_alias="BFF_LOGIN_TTL")
-    session_ttl: PositiveInt = Field(86400, validation_alias="BFF_SESSION_TTL")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias="BFF_LOG_LEVEL"
-    )
-    host: str = Field("127.0.0.1", validation_alias="BFF_HOST")
-    port: int = Field(8000, ge=1, le=65535, validation_alias="BFF_PORT")
-    workers: PositiveInt = Field(1, validation_alias="BFF_WORKERS")
+    bff_env: Literal["development", "production"] = Field("development")
+    bff_public_url: HttpUrl = Field(HttpUrl(DEV_PUBLIC_URL))
+    bff_return_urls: CsvList = Field(DEV_RETURN_URLS)
+    bff_cors_origins: CsvList = Field(DEV_CORS_ORIGINS)
+    bff_encryption_key: SecretStr | None = Field(None)
+    bff_state_ttl: PositiveInt = Field(600)
+    bff_flow_ttl: PositiveInt = Field(1800)
+    bff_login_ttl: PositiveInt = Field(86400)
+    bff_session_ttl: PositiveInt = Field(86400)
+    bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    bff_host: str = Field("127.0.0.1")
+    bff_port: int = Field(8000, ge=1, le=65535)
+    bff_workers: PositiveInt = Field(1)
 
-    rate_limit_window: PositiveInt = Field(60, validation_alias="BFF_RATE_LIMIT_WINDOW")
-    rate_limit_ip: int = Field(120, ge=0, validation_alias="BFF_RATE_LIMIT_IP")
-    rate_limit_session: int = Field(30, ge=0, validation_alias="BFF_RATE_LIMIT_SESSION")
-    trusted_proxies: CsvList = Field((), validation_alias="BFF_TRUSTED_PROXIES")
-    rate_limit_ipv6_prefix: int = Field(
-        64, ge=16, le=128, validation_alias="BFF_RATE_LIMIT_IPV6_PREFIX"
-    )
+    bff_rate_limit_window: PositiveInt = Field(60)
+    bff_rate_limit_ip: int = Field(120, ge=0)
+    bff_rate_limit_session: int = Field(30, ge=0)
+    bff_trusted_proxies: CsvList = Field(())
+    bff_rate_limit_ipv6_prefix: int = Field(64, ge=16, le=128)
 
     # What one client may send, and how much work one process takes on (app/api/edge.py and
     # app/http_server.py).
-    max_body_bytes: PositiveInt = Field(64 * 1024, validation_alias="BFF_MAX_BODY_BYTES")
-    max_header_bytes: int = Field(32 * 1024, ge=1024, validation_alias="BFF_MAX_HEADER_BYTES")
-    max_headers: PositiveInt = Field(100, validation_alias="BFF_MAX_HEADERS")
-    request_timeout: float = Field(10.0, gt=0, le=300, validation_alias="BFF_REQUEST_TIMEOUT")
-    max_inflight: PositiveInt = Field(256, validation_alias="BFF_MAX_INFLIGHT")
+    bff_max_body_bytes: PositiveInt = Field(64 * 1024)
+    bff_max_header_bytes: int = Field(32 * 1024, ge=1024)
+    bff_max_headers: PositiveInt = Field(100)
+    bff_request_timeout: float = Field(10.0, gt=0, le=300)
+    bff_max_inflight: PositiveInt = Field(256)
 
-    redis_url: RedisUrl | None = Field(None, validation_alias="REDIS_URL")
-    allow_plaintext_redis: bool = Field(False, validation_alias="BFF_ALLOW_PLAINTEXT_REDIS")
+    redis_url: RedisUrl | None = Field(None)
+    bff_allow_plaintext_redis: bool = Field(False)
 
-    flinks_instance: str = Field(
-        "toolbox", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", validation_alias="FLINKS_INSTANCE"
-    )
-    flinks_api_url_override: HttpUrl | None = Field(None, validation_alias="FLINKS_API_URL")
-    flinks_connect_url_override: HttpUrl | None = Field(None, validation_alias="FLINKS_CONNECT_URL")
-    flinks_customer_id: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9-]{1,64}$", validation_alias="FLINKS_CUSTOMER_ID"
-    )
-    flinks_secret_key: SecretStr | None = Field(None, validation_alias="FLINKS_SECRET_KEY")
-    flinks_api_key: SecretStr | None = Field(None, validation_alias="FLINKS_API_KEY")
-    flinks_demo: bool = Field(False, validation_alias="FLINKS_DEMO")
-    flinks_timeout: float = Field(5.0, gt=0, le=60, validation_alias="FLINKS_TIMEOUT")
-    flinks_authorize_timeout: float = Field(
-        55.0, gt=0, le=300, validation_alias="FLINKS_AUTHORIZE_TIMEOUT"
-    )
-    flinks_deadline: float = Field(10.0, gt=0, le=300, validation_alias="FLINKS_DEADLINE")
-    flinks_authorize_deadline: float = Field(
-        55.0, gt=0, le=600, validation_alias="FLINKS_AUTHORIZE_DEADLINE"
-    )
-    flinks_breaker_failures: PositiveInt = Field(5, validation_alias="FLINKS_BREAKER_FAILURES")
-    flinks_breaker_reset: PositiveInt = Field(10, validation_alias="FLINKS_BREAKER_RESET")
-    flinks_institutions: CsvList = Field(
-        DEFAULT_INSTITUTIONS, min_length=1, validation_alias="FLINKS_INSTITUTIONS"
-    )
+    flinks_instance: str = Field("toolbox", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    flinks_api_url: HttpUrl | None = Field(None)
+    flinks_connect_url: HttpUrl | None = Field(None)
+    flinks_customer_id: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    flinks_secret_key: SecretStr | None = Field(None)
+    flinks_api_key: SecretStr | None = Field(None)
+    flinks_demo: bool = Field(False)
+    flinks_timeout: float = Field(5.0, gt=0, le=60)
+    flinks_authorize_timeout: float = Field(55.0, gt=0, le=300)
+    flinks_deadline: float = Field(10.0, gt=0, le=300)
+    flinks_authorize_deadline: float = Field(55.0, gt=0, le=600)
+    flinks_breaker_failures: PositiveInt = Field(5)
+    flinks_breaker_reset: PositiveInt = Field(10)
+    flinks_institutions: CsvList = Field(DEFAULT_INSTITUTIONS, min_length=1)
 
     @field_validator(
-        "return_urls", "cors_origins", "trusted_proxies", "flinks_institutions", mode="before"
+        "bff_return_urls",
+        "bff_cors_origins",
+        "bff_trusted_proxies",
+        "flinks_institutions",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("return_urls")
+    @field_validator("bff_return_urls")
     @classmethod
     def _absolute_http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
         for url in urls:
@@ -149,7 +142,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} must have no fragment and no user info")
         return urls
 
-    @field_validator("cors_origins")
+    @field_validator("bff_cors_origins")
     @classmethod
     def _bare_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
         for origin in origins:
@@ -161,11 +154,11 @@ class Settings(BaseSettings):
     @classmethod
     def _institution_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
         for institution in ids:
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", institution):
+            if not INSTITUTION_ID.fullmatch(institution):
                 raise ValueError(f"{institution!r} is not an institution id like FlinksCapital")
         return ids
 
-    @field_validator("trusted_proxies")
+    @field_validator("bff_trusted_proxies")
     @classmethod
     def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
         for proxy in proxies:
@@ -175,7 +168,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{proxy!r} is not an IP address or CIDR network") from exc
         return proxies
 
-    @field_validator("encryption_key")
+    @field_validator("bff_encryption_key")
     @classmethod
     def _key_is_32_bytes(cls, key: SecretStr | None) -> SecretStr | None:
         if key is not None:
@@ -188,15 +181,15 @@ class Settings(BaseSettings):
         problems = [
             f"{name} must have no user-info, query or fragment"
             for name, url in (
-                ("BFF_PUBLIC_URL", str(self.public_url)),
-                ("FLINKS_API_URL", _optional(self.flinks_api_url_override)),
-                ("FLINKS_CONNECT_URL", _optional(self.flinks_connect_url_override)),
+                ("BFF_PUBLIC_URL", str(self.bff_public_url)),
+                ("FLINKS_API_URL", _optional(self.flinks_api_url)),
+                ("FLINKS_CONNECT_URL", _optional(self.flinks_connect_url)),
             )
             if url and _has_extras(url)
         ]
         problems += [
             f"BFF_RETURN_URLS entry {index} must have no user-info, query or fragment"
-            for index, url in enumerate(self.return_urls, start=1)
+            for index, url in enumerate(self.bff_return_urls, start=1)
             if _has_extras(url)
         ]
         return problems
@@ -219,26 +212,26 @@ class Settings(BaseSettings):
             problems.append("FLINKS_CUSTOMER_ID is not set")
         if self.flinks_secret_key is None or not self.flinks_secret_key.get_secret_value():
             problems.append("FLINKS_SECRET_KEY is not set")
-        if self.public_url.scheme != "https":
+        if self.bff_public_url.scheme != "https":
             problems.append("BFF_PUBLIC_URL must be an https URL")
-        if self.encryption_key is None:
+        if self.bff_encryption_key is None:
             problems.append(
                 "BFF_ENCRYPTION_KEY is not set (32 random bytes, base64url; "
                 "make one with: python -c 'import secrets,base64;"
                 "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())')"
             )
-        problems += _https_only("BFF_RETURN_URLS", self.return_urls, DEV_RETURN_URLS)
-        problems += _https_only("BFF_CORS_ORIGINS", self.cors_origins, DEV_CORS_ORIGINS)
+        problems += _https_only("BFF_RETURN_URLS", self.bff_return_urls, DEV_RETURN_URLS)
+        problems += _https_only("BFF_CORS_ORIGINS", self.bff_cors_origins, DEV_CORS_ORIGINS)
         for name, url, carries in (
-            ("FLINKS_API_URL", self.flinks_api_url, "the secret key"),
-            ("FLINKS_CONNECT_URL", self.flinks_connect_url, "authorize tokens"),
+            ("FLINKS_API_URL", self.flinks_base_url, "the secret key"),
+            ("FLINKS_CONNECT_URL", self.connect_page_url, "authorize tokens"),
         ):
             if not url.startswith("https://"):
                 problems.append(f"{name} must be https ({carries} would travel in clear text)")
         if self.flinks_demo:
             problems.append("FLINKS_DEMO must not be true (it shows Flinks' test institutions)")
         if self.redis_url is not None and not (
-            self.allow_plaintext_redis or _redis_is_private(self.redis_url)
+            self.bff_allow_plaintext_redis or _redis_is_private(self.redis_url)
         ):
             problems.append(
                 "REDIS_URL must be rediss:// (TLS), a unix socket or a loopback address; "
@@ -248,23 +241,23 @@ class Settings(BaseSettings):
 
     @property
     def is_production(self) -> bool:
-        return self.env == "production"
+        return self.bff_env == "production"
 
     @cached_property
-    def flinks_api_url(self) -> str:
-        if self.flinks_api_url_override is not None:
-            return str(self.flinks_api_url_override).rstrip("/")
+    def flinks_base_url(self) -> str:
+        if self.flinks_api_url is not None:
+            return str(self.flinks_api_url).rstrip("/")
         return f"https://{self.flinks_instance}-api.private.fin.ag"
 
     @cached_property
-    def flinks_connect_url(self) -> str:
-        if self.flinks_connect_url_override is not None:
-            return str(self.flinks_connect_url_override)
+    def connect_page_url(self) -> str:
+        if self.flinks_connect_url is not None:
+            return str(self.flinks_connect_url)
         return f"https://{self.flinks_instance}-iframe.private.fin.ag/v2/"
 
     @cached_property
     def connect_origin(self) -> str:
-        return _origin(self.flinks_connect_url)
+        return _origin(self.connect_page_url)
 
     @property
     def flinks_configured(self) -> bool:
@@ -273,16 +266,16 @@ class Settings(BaseSettings):
     @cached_property
     def oauth_redirect_uri(self) -> str:
         """The one redirect_uri registered with Flinks; never derived from request headers."""
-        return str(self.public_url).rstrip("/") + "/v1/oauth/callback"
+        return str(self.bff_public_url).rstrip("/") + "/v1/oauth/callback"
 
     @cached_property
     def api_origins(self) -> frozenset[str]:
         """Origins allowed to call the API: BFF_CORS_ORIGINS and the BFF's own."""
-        return frozenset(self.cors_origins) | {_origin(str(self.public_url))}
+        return frozenset(self.bff_cors_origins) | {_origin(str(self.bff_public_url))}
 
     @property
     def secure_cookies(self) -> bool:
-        return self.public_url.scheme == "https"
+        return self.bff_public_url.scheme == "https"
 
 
 def _https_only(name: str, urls: tuple[str, ...], dev_default: tuple[str, ...]) -> list[str]:
@@ -352,6 +345,5 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def _env_name(field: str) -> str:
-    info = Settings.model_fields.get(field)
-    alias = info.validation_alias if info is not None else None
-    return alias if isinstance(alias, str) else field
+    # A field's name is its variable's name (matched case-insensitively): no aliases.
+    return field.upper()

@@ -1,10 +1,12 @@
-"""Everything the BFF keeps in Redis: connection, key schema, typed records, atomic steps.
+"""Everything the BFF keeps in Redis: connection, key schema, atomic steps, sealing.
+
+The records themselves are the domain's (app/flows/records.py); this module stores them.
 
 Keys (every one written with its TTL in the same command):
 - `bff:v1:flow:{<flow_id>}`   the flow record (JSON), TTL = flow TTL
 - `bff:v1:login:{<flow_id>}`  the loginId, AES-GCM encrypted, TTL = login TTL
 - `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
-- `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window
+- `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window (app/ratelimit.py)
 - `bff:v1:session:<sha256(session id)>`  the owner a browser session id stands for, TTL = session
   TTL; only ids written here were issued by the BFF
 
@@ -17,13 +19,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Awaitable, Sequence
-from datetime import datetime, timedelta
-from typing import Literal, TypeVar, cast
+from collections.abc import Awaitable
+from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,8 +31,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from app.clock import Clock, SystemClock
 from app.errors import StoreUnavailable
+from app.flows.records import FlowRecord
 
 PREFIX = "bff:v1:"
 
@@ -46,18 +46,16 @@ CONNECT_TIMEOUT = 2.0
 # is what lets one fixed pool serve every request in flight (see app/pools.py).
 POOL_WAIT = 5.0
 RETRIES = 1
+# Connections per process, all opened at start-up (app/pools.py).
+POOL_SIZE = 64
 # A flow's record outlives its expiry by this much, so a late request hears "expired" (410)
 # rather than "no such flow" (404).
 EXPIRED_NOTICE = 900
 
 T = TypeVar("T")
 
-Language = Literal["en", "fr"]
-FlowKind = Literal["connect", "oauth"]
-FlowStatus = Literal["started", "authorizing", "mfa_required", "pending", "connected", "failed"]
 
-
-def connect_redis(url: str, *, max_connections: int = 64) -> Redis:
+def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -90,57 +88,12 @@ def session_key(session_id: str) -> str:
     return f"{PREFIX}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
 
-def session_hash(session: str) -> str:
-    return hashlib.sha256(session.encode()).hexdigest()
-
-
-def new_flow_id() -> str:
-    return secrets.token_urlsafe(16)
-
-
-class Challenge(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    prompt: str
-
-
-class FlowError(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    code: str
-    message: str
-
-
-class FlowRecord(BaseModel):
-    """A flow as stored. Secrets it needs later (MFA token, RequestId) are sealed, not plain."""
-
-    model_config = ConfigDict(frozen=True)
-
-    flow_id: str
-    kind: FlowKind
-    session_hash: str
-    status: FlowStatus = "started"
-    version: int = 0
-    language: Language = "en"
-    institution: str | None = None
-    return_url: str | None = None
-    tag: str | None = None
-    challenges: tuple[Challenge, ...] = ()
-    error: FlowError | None = None
-    sealed_upstream: str | None = Field(None, description="AES-GCM sealed MFA continuation")
-    created_at: datetime
-    expires_at: datetime
-    checked_at: datetime | None = None
-
-    def owned_by(self, session: str | None) -> bool:
-        return session is not None and secrets.compare_digest(
-            self.session_hash, session_hash(session)
-        )
-
-    def next(self, **changes: object) -> FlowRecord:
-        """The record after one transition: the changes and a bumped version."""
-        return self.model_copy(update={**changes, "version": self.version + 1})
+async def call_redis(operation: Awaitable[T]) -> T:
+    """The command's answer; a Redis that fails or does not answer is StoreUnavailable (503)."""
+    try:
+        return await operation
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable from exc
 
 
 class Sealer:
@@ -177,27 +130,6 @@ return 1
 """
 
 
-# Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
-# One call counts every key (e.g. per IP and per session): one round trip.
-_HIT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-  local ttl = redis.call('TTL', key)
-  if ttl < 0 then redis.call('EXPIRE', key, ARGV[1]); ttl = tonumber(ARGV[1]) end
-  out[#out + 1] = count
-  out[#out + 1] = ttl
-end
-return out
-"""
-
-
-def rate_key(scope: str, identity: str) -> str:
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    return f"{PREFIX}rate:{scope}:{digest}"
-
-
 class Store:
     def __init__(
         self,
@@ -207,64 +139,25 @@ class Store:
         flow_ttl: int,
         state_ttl: int,
         login_ttl: int,
-        clock: Clock | None = None,
     ) -> None:
-        self.redis = redis
-        self._clock = clock or SystemClock()
+        self._redis = redis
         self.sealer = Sealer(encryption_key)
         self.flow_ttl = flow_ttl
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
         self._cas = redis.register_script(CAS_FLOW_SCRIPT)
-        self._hit = redis.register_script(_HIT)
-
-    async def _call(self, operation: Awaitable[T]) -> T:
-        try:
-            return await operation
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable from exc
-
-    async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
-        """Count one hit on each (scope, identity) counter in its current window: for each,
-        (hits so far, seconds left in the window). Redis keys these by identity digests."""
-        keys = [rate_key(scope, identity) for scope, identity in counters]
-        flat = await self._call(self._hit(keys=keys, args=[window]))
-        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def eviction_policy(self) -> str | None:
         """Redis' maxmemory-policy, or None where CONFIG is not allowed (managed services)."""
         try:
-            reply = await self.redis.config_get("maxmemory-policy")
+            reply = await self._redis.config_get("maxmemory-policy")
         except (RedisError, OSError):
             return None
         policy = reply.get("maxmemory-policy")
         return str(policy) if policy is not None else None
 
     async def ping(self) -> None:
-        await self._call(cast(Awaitable[object], self.redis.ping()))
-
-    def new_flow(
-        self,
-        *,
-        kind: FlowKind,
-        session: str,
-        language: Language,
-        institution: str | None = None,
-        return_url: str | None = None,
-        tag: str | None = None,
-    ) -> FlowRecord:
-        now = self._clock.now()
-        return FlowRecord(
-            flow_id=new_flow_id(),
-            kind=kind,
-            session_hash=session_hash(session),
-            language=language,
-            institution=institution,
-            return_url=return_url,
-            tag=tag,
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.flow_ttl),
-        )
+        await call_redis(cast(Awaitable[object], self._redis.ping()))
 
     async def create_flow(
         self, flow: FlowRecord, *, state: str | None = None, session: str | None = None
@@ -273,7 +166,7 @@ class Store:
         both with their TTLs."""
         if state is not None and not session:
             raise ValueError("an OAuth state is bound to a session")
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(
                 flow_key(flow.flow_id),
                 flow.model_dump_json(),
@@ -282,12 +175,12 @@ class Store:
             )
             if state is not None and session:
                 pipe.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
-            results = await self._call(pipe.execute())
+            results = await call_redis(pipe.execute())
         if not all(results):
             raise StoreUnavailable("could not reserve a fresh flow id or state")
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
-        raw = await self._call(self.redis.get(flow_key(flow_id)))
+        raw = await call_redis(self._redis.get(flow_key(flow_id)))
         return None if raw is None else FlowRecord.model_validate_json(raw)
 
     async def replace_flow(
@@ -297,7 +190,7 @@ class Store:
         sealed_login = (
             self.sealer.seal(login_id, login_key(flow.flow_id)) if login_id is not None else ""
         )
-        result = await self._call(
+        result = await call_redis(
             self._cas(
                 keys=[flow_key(flow.flow_id), login_key(flow.flow_id)],
                 args=[expected_version, flow.model_dump_json(), sealed_login, self.login_ttl],
@@ -307,27 +200,27 @@ class Store:
 
     async def consume_state(self, state: str, session: str) -> str | None:
         """The flow id the state points at, deleted in the same step (GETDEL): single use."""
-        flow_id = await self._call(self.redis.getdel(state_key(state, session)))
+        flow_id = await call_redis(self._redis.getdel(state_key(state, session)))
         return None if flow_id is None else str(flow_id)
 
     async def get_login_id(self, flow_id: str) -> str | None:
-        sealed = await self._call(self.redis.get(login_key(flow_id)))
+        sealed = await call_redis(self._redis.get(login_key(flow_id)))
         if sealed is None:
             return None
         return self.sealer.open(str(sealed), login_key(flow_id))
 
     async def create_session(self, session_id: str, owner: str, ttl: int) -> None:
-        if not await self._call(self.redis.set(session_key(session_id), owner, ex=ttl, nx=True)):
+        if not await call_redis(self._redis.set(session_key(session_id), owner, ex=ttl, nx=True)):
             raise StoreUnavailable("could not reserve a fresh session id")
 
     async def session_owner(self, session_id: str) -> str | None:
-        owner = await self._call(self.redis.get(session_key(session_id)))
+        owner = await call_redis(self._redis.get(session_key(session_id)))
         return None if owner is None else str(owner)
 
     async def move_session(self, old_id: str, new_id: str, ttl: int) -> str | None:
         """The owner of `old_id`, now under `new_id`; `old_id` is gone (GETDEL: of two racing
         moves only one gets the owner). None if `old_id` was unknown."""
-        owner = await self._call(self.redis.getdel(session_key(old_id)))
+        owner = await call_redis(self._redis.getdel(session_key(old_id)))
         if owner is None:
             return None
         await self.create_session(new_id, str(owner), ttl)

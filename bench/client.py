@@ -29,9 +29,6 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
-    def cookie_header(self) -> str:
-        return "; ".join(self.cookies)
-
 
 @dataclass(slots=True)
 class _Head:

@@ -42,6 +42,20 @@ class Targets:
 Flow = Callable[[Targets, list[float]], Awaitable[None]]
 
 
+class Jar(dict[str, str]):
+    """A flow's cookies, as a browser keeps them: every Set-Cookie replaces the one of its name
+    (the BFF rotates its session id when a flow completes)."""
+
+    def take(self, response: Response) -> Response:
+        for cookie in response.cookies:
+            name, _, value = cookie.partition("=")
+            self[name] = value
+        return response
+
+    def header(self) -> tuple[str, str]:
+        return "Cookie", "; ".join(f"{name}={value}" for name, value in self.items())
+
+
 async def _timed(
     steps: list[float],
     pool: Pool,
@@ -68,9 +82,9 @@ def _path_and_query(url: str) -> str:
 
 
 async def oauth(t: Targets, steps: list[float]) -> None:
-    started = await _timed(steps, t.app, "GET", START_PATH)
+    jar = Jar()
+    started = jar.take(await _timed(steps, t.app, "GET", START_PATH))
     _expect("start", started, 303)
-    cookie = started.cookie_header()
     bank = await t.sandbox.request(
         "POST",
         "/__sandbox/oauth/complete",
@@ -81,7 +95,7 @@ async def oauth(t: Targets, steps: list[float]) -> None:
     )
     _expect("bank", bank, 200)
     callback = _path_and_query(bank.json()["location"])
-    done = await _timed(steps, t.app, "GET", callback, headers=(("Cookie", cookie),))
+    done = await _timed(steps, t.app, "GET", callback, headers=(jar.header(),))
     _expect("callback", done, 303)
     status = parse_qs(urlsplit(done.headers.get("location", "")).query).get("status")
     if status != ["connected"]:
@@ -89,14 +103,14 @@ async def oauth(t: Targets, steps: list[float]) -> None:
 
 
 async def connect(t: Targets, steps: list[float]) -> None:
-    session = await _timed(
-        steps, t.app, "POST", "/v1/connect/sessions", headers=JSON_HEADERS, body=b"{}"
+    jar = Jar()
+    session = jar.take(
+        await _timed(steps, t.app, "POST", "/v1/connect/sessions", headers=JSON_HEADERS, body=b"{}")
     )
     _expect("session", session, 201)
     started = session.json()
     flow_id = started["flow_id"]
     token = parse_qs(urlsplit(started["iframe_url"]).query)["authorizeToken"][0]
-    cookie = ("Cookie", session.cookie_header())
     iframe = await t.sandbox.request(
         "POST",
         "/__sandbox/connect/complete",
@@ -110,13 +124,14 @@ async def connect(t: Targets, steps: list[float]) -> None:
         t.app,
         "POST",
         f"/v1/connect/sessions/{flow_id}/complete",
-        headers=(*JSON_HEADERS, cookie),
+        headers=(*JSON_HEADERS, jar.header()),
         body=json_body({"login_id": login_id, "institution": INSTITUTION}),
     )
+    jar.take(done)
     _expect("complete", done, 200)
     if done.json().get("status") != "connected":
         raise FlowFailed("complete", f"status={done.json().get('status')}")
-    status = await _timed(steps, t.app, "GET", f"/v1/flows/{flow_id}", headers=(cookie,))
+    status = await _timed(steps, t.app, "GET", f"/v1/flows/{flow_id}", headers=(jar.header(),))
     _expect("status", status, 200)
     if status.json().get("status") != "connected":
         raise FlowFailed("status", f"status={status.json().get('status')}")

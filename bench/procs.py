@@ -1,9 +1,9 @@
 """The processes of a run (Redis, sandbox, the apps, the generator) and what /proc says of them.
 
-CPU of a process tree is read two ways and the larger kept: `/proc/<pid>/stat` (utime + stime,
-threads that have exited included, but in clock ticks) and `/proc/<pid>/task/*/schedstat`
-(nanoseconds, live threads only). The run-queue wait (time runnable but not running) comes from
-schedstat too; steal and the machine's busy time from `/proc/stat`.
+CPU of a process tree is read two ways: `/proc/<pid>/task/*/schedstat` (nanoseconds, live
+threads only) and `/proc/<pid>/stat` (utime + stime, exited threads included, in clock ticks).
+The run-queue wait (time runnable but not running) comes from schedstat too; steal and the
+machine's busy time from `/proc/stat`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ class Usage:
 
     @property
     def cpu(self) -> float:
-        return max(self.stat_cpu, self.run)
+        """schedstat's, unless /proc/<pid>/stat says more by over its rounding (two clock
+        ticks): then threads ran and exited in the window, which only stat still counts."""
+        return self.stat_cpu if self.stat_cpu - self.run > 2 / CLOCK_TICKS else self.run
 
 
 def usage(pids: list[int]) -> Usage:

@@ -28,9 +28,9 @@ from starlette.types import ASGIApp
 from app.main import create_app
 from app.settings import Settings
 from tests.figures import FIGURES
-from tests.redis_server import database_for_worker, start_embedded_redis, worker_index
+from tests.redis_server import RedisServer, database_for_worker, start_redis_server, worker_index
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.chromium"]
 
 BASE_URL = "http://127.0.0.1:8000"
 _CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
@@ -59,11 +59,19 @@ def redis_url() -> Iterator[str]:
     if external:
         yield database_for_worker(external, worker_index())
         return
-    server = start_embedded_redis()
+    server = start_redis_server()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis server of this test's own, which it may crash or freeze."""
+    server = start_redis_server()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -92,7 +100,7 @@ def app(settings: Settings) -> FastAPI:
     return create_app(settings)
 
 
-def browser(asgi_app: ASGIApp) -> httpx.AsyncClient:
+def asgi_client(asgi_app: ASGIApp) -> httpx.AsyncClient:
     """A client with its own cookie jar, talking to a running app over ASGI."""
     transport = httpx.ASGITransport(app=asgi_app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
@@ -101,7 +109,7 @@ def browser(asgi_app: ASGIApp) -> httpx.AsyncClient:
 @asynccontextmanager
 async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, and a client that talks to it over ASGI."""
-    async with LifespanManager(app) as manager, browser(manager.app) as client:
+    async with LifespanManager(app) as manager, asgi_client(manager.app) as client:
         yield client
 
 
@@ -114,7 +122,7 @@ async def running_app(app: FastAPI) -> AsyncIterator[ASGIApp]:
 
 @pytest.fixture
 async def client(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser(running_app) as c:
+    async with asgi_client(running_app) as c:
         yield c
 
 

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -64,6 +65,16 @@ class _ThreadedServer(uvicorn.Server):
         pass
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    _server: uvicorn.Server
+
+    def open_connections(self) -> int:
+        """Client connections the server has open now (what its peers have not closed)."""
+        return len(self._server.server_state.connections)
+
+
 @contextlib.contextmanager
 def serve_in_thread(
     app: ASGIApp,
@@ -71,9 +82,10 @@ def serve_in_thread(
     reservation: PortReservation | None = None,
     name: str = "server",
     options: Mapping[str, Any] | None = None,
-) -> Iterator[str]:
+) -> Iterator[Served]:
     """uvicorn serving `app` in a daemon thread on the reserved port (a fresh one if none is
-    given); yields the base URL. `options` go to uvicorn.Config, over these defaults."""
+    given); yields its base URL and connection count. `options` go to uvicorn.Config, over
+    these defaults."""
     reservation = reservation or reserve_port()
     defaults = {"access_log": False, "ws": "none", "timeout_keep_alive": KEEP_ALIVE_SECONDS}
     config = uvicorn.Config(app, **{**defaults, **(options or {})})
@@ -94,7 +106,7 @@ def serve_in_thread(
         )
         if not server.started:
             raise RuntimeError(f"{name} on {reservation.url} failed to start (see its log)")
-        yield reservation.url
+        yield Served(reservation.url, server)
     finally:
         server.should_exit = True
         thread.join(timeout=scaled(10))

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from app.api.deps import ServicesDep
+from app.api.deps import MetricsDep, ReadinessDep
 from app.api.problems import problem_responses
-from app.errors import ShuttingDown, StoreMisconfigured, StoreUnavailable
 
-router = APIRouter(tags=["health"])
-
-READY_TIMEOUT = 1.0
+# Probes for the platform, not API operations: kept out of the OpenAPI document.
+router = APIRouter(tags=["health"], include_in_schema=False)
 
 
 class HealthStatus(BaseModel):
@@ -32,20 +28,11 @@ async def livez() -> HealthStatus:
     summary="Redis answers (503 store_unavailable if not)",
     responses=problem_responses(500, 503),
 )
-async def readyz(services: ServicesDep) -> HealthStatus:
-    if services.drain.active:
-        raise ShuttingDown
-    if services.store_check.evicting:
-        # An evicting Redis may drop OAuth state or a flow at any time: not safe to serve.
-        raise StoreMisconfigured
-    try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            await services.store.ping()
-    except TimeoutError as exc:
-        raise StoreUnavailable from exc
+async def readyz(readiness: ReadinessDep) -> HealthStatus:
+    await readiness.check()
     return HealthStatus(status="ready")
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(services: ServicesDep) -> Response:
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

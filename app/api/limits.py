@@ -6,16 +6,21 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from app.api.deps import ServicesDep
+from app.api.deps import ClientAddressDep, LimiterDep
 from app.api.session import SessionDep
 
 
 def rate_limited(action: str) -> Any:
     """Counts the request against `action`'s limits; 429 rate_limited once one is passed."""
 
-    async def check(request: Request, services: ServicesDep, session: SessionDep) -> None:
+    async def check(
+        request: Request,
+        limiter: LimiterDep,
+        client_address: ClientAddressDep,
+        session: SessionDep,
+    ) -> None:
         peer = request.client.host if request.client else None
-        client_ip = services.client_address.resolve(peer, request.headers.get("x-forwarded-for"))
-        await services.limiter.check(action, client_ip=client_ip, session=session)
+        client_ip = client_address.resolve(peer, request.headers.get("x-forwarded-for"))
+        await limiter.check(action, client_ip=client_ip, session=session)
 
     return Depends(check)

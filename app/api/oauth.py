@@ -12,15 +12,15 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
 from app.api.problems import API_PROBLEMS
-from app.api.schemas import Language, OAuthSessionIn, OAuthSessionOut, Url
+from app.api.schemas import OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
 from app.errors import StateInvalid
-from app.flows import CallbackResult
+from app.flows import INSTITUTION_ID_PATTERN, CallbackResult, Language
 
 router = APIRouter(prefix="/v1/oauth", tags=["oauth"], responses=API_PROBLEMS)
 
-Institution = Annotated[str, Query(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+Institution = Annotated[str, Query(pattern=INSTITUTION_ID_PATTERN)]
 # Callback parameters longer than these are not Flinks' and are treated as absent.
 _MAX_PARAM = {"loginId": 64, "state": 64, "error": 64}
 

@@ -11,10 +11,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from app.settings import Settings
 
 BODY_SCHEMAS = ("ConnectSessionIn", "OAuthSessionIn")
+
+
+def operation_id(route: APIRoute) -> str:
+    """`<tag>-<function>`, e.g. `connect-complete_connect`: short, stable names for generated
+    clients (FastAPI's default glues the path and method onto the function name)."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
 def _restrict(schema: dict[str, Any], allowed: list[str]) -> None:
@@ -26,7 +33,7 @@ def _restrict(schema: dict[str, Any], allowed: list[str]) -> None:
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     enums = {
-        "return_url": list(settings.return_urls),
+        "return_url": list(settings.bff_return_urls),
         "institution": list(settings.flinks_institutions),
     }
 

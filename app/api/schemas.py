@@ -16,9 +16,16 @@ from pydantic import (
     field_validator,
 )
 
-from app.flows import FlowKind, FlowRecord, FlowStatus
+from app.flows import (
+    Challenge,
+    FlowError,
+    FlowKind,
+    FlowRecord,
+    FlowStatus,
+    InstitutionId,
+    Language,
+)
 
-Language = Literal["en", "fr"]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 FlowId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
@@ -111,12 +118,7 @@ LoginId = Annotated[
 
 class CompleteIn(StrictBody):
     login_id: LoginId = Field(description="The loginId of Connect's REDIRECT event.")
-    institution: (
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")] | None
-    ) = None
-    account_ids: list[Annotated[str, StringConstraints(max_length=64)]] | None = Field(
-        None, max_length=50
-    )
+    institution: InstitutionId | None = None
 
 
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=500)]
@@ -130,7 +132,7 @@ class MfaIn(StrictBody):
 
 
 class OAuthSessionIn(StrictBody):
-    institution: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
+    institution: InstitutionId
     return_url: Url | None = Field(None, description="Exactly one of BFF_RETURN_URLS.")
     language: Language = "en"
 
@@ -141,18 +143,8 @@ class OAuthSessionOut(BaseModel):
     expires_at: datetime
 
 
-class ChallengeOut(BaseModel):
-    type: str
-    prompt: str
-
-
 class MfaOut(BaseModel):
-    challenges: list[ChallengeOut]
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
+    challenges: list[Challenge]
 
 
 class FlowOut(BaseModel):
@@ -161,7 +153,7 @@ class FlowOut(BaseModel):
     status: FlowStatus
     institution: str | None = None
     mfa: MfaOut | None = None
-    error: ErrorOut | None = None
+    error: FlowError | None = None
     created_at: datetime
     expires_at: datetime
 
@@ -172,14 +164,8 @@ class FlowOut(BaseModel):
             kind=flow.kind,
             status=flow.status,
             institution=flow.institution,
-            mfa=MfaOut(
-                challenges=[ChallengeOut(type=c.type, prompt=c.prompt) for c in flow.challenges]
-            )
-            if flow.status == "mfa_required"
-            else None,
-            error=ErrorOut(code=flow.error.code, message=flow.error.message)
-            if flow.error
-            else None,
+            mfa=MfaOut(challenges=list(flow.challenges)) if flow.status == "mfa_required" else None,
+            error=flow.error,
             created_at=flow.created_at,
             expires_at=flow.expires_at,
         )

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from app.api.deps import ServicesDep
-from app.sessions import BrowserSession, BrowserSessions
+from app.api.deps import SessionsDep, SettingsDep
+from app.flows import BrowserSession, BrowserSessions
 
 SECURE_NAME = "__Host-flinks_bff_session"
 LOCAL_NAME = "flinks_bff_session"
@@ -34,10 +34,12 @@ def _set_cookie(response: Response, session: BrowserSession, secure: bool) -> No
     )
 
 
-async def browser_session(request: Request, services: ServicesDep) -> BrowserSession | None:
+async def browser_session(
+    request: Request, sessions: SessionsDep, settings: SettingsDep
+) -> BrowserSession | None:
     """Resolved once per request (FastAPI caches a dependency within a request)."""
-    value = request.cookies.get(cookie_name(services.settings.secure_cookies))
-    return await services.sessions.resolve(value)
+    value = request.cookies.get(cookie_name(settings.secure_cookies))
+    return await sessions.resolve(value)
 
 
 BrowserSessionDep = Annotated[BrowserSession | None, Depends(browser_session)]
@@ -69,13 +71,13 @@ class CallerSession:
 
 
 async def ensure_session(
-    response: Response, services: ServicesDep, existing: BrowserSessionDep
+    response: Response, sessions: SessionsDep, settings: SettingsDep, existing: BrowserSessionDep
 ) -> CallerSession:
-    secure = services.settings.secure_cookies
+    secure = settings.secure_cookies
     if existing:
-        return CallerSession(existing.owner, None, services.sessions, response, secure)
-    new = services.sessions.new()
-    return CallerSession(new.owner, new, services.sessions, response, secure)
+        return CallerSession(existing.owner, None, sessions, response, secure)
+    new = sessions.new()
+    return CallerSession(new.owner, new, sessions, response, secure)
 
 
 NewSessionDep = Annotated[CallerSession, Depends(ensure_session)]
@@ -99,9 +101,9 @@ class SessionRotation:
 
 
 async def session_rotation(
-    response: Response, services: ServicesDep, session: BrowserSessionDep
+    response: Response, sessions: SessionsDep, settings: SettingsDep, session: BrowserSessionDep
 ) -> SessionRotation:
-    return SessionRotation(response, services.sessions, session, services.settings.secure_cookies)
+    return SessionRotation(response, sessions, session, settings.secure_cookies)
 
 
 SessionRotationDep = Annotated[SessionRotation, Depends(session_rotation)]

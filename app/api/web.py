@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from app.api.deps import ServicesDep
+from app.api.deps import SettingsDep
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -17,8 +17,8 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/")
-async def demo_page(request: Request, services: ServicesDep) -> Response:
-    public = urlsplit(str(services.settings.public_url))
+async def demo_page(request: Request, settings: SettingsDep) -> Response:
+    public = urlsplit(str(settings.bff_public_url))
     if request.url.netloc != public.netloc:
         # Cookies are kept per host and the OAuth callback returns to BFF_PUBLIC_URL, so the
         # demo runs there (http://localhost:8000 -> http://127.0.0.1:8000). The target is

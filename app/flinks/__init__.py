@@ -28,13 +28,13 @@ from app.flinks.errors import (
     FlinksTimeout,
     FlinksUnavailable,
 )
-from app.flinks.models import LanguageCode
+from app.flinks.models import FlinksLanguage
 from app.flinks.outcomes import (
     AuthorizeOutcome,
     AuthorizeToken,
-    Challenge,
     Connected,
     Failed,
+    FlinksChallenge,
     MfaRequired,
     Pending,
 )
@@ -52,20 +52,20 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "AuthorizeToken",
-    "Challenge",
     "Connected",
     "ConnectOptionError",
     "Endpoint",
     "Failed",
     "FlinksBadResponse",
+    "FlinksChallenge",
     "FlinksCircuitOpen",
     "FlinksClient",
     "FlinksError",
+    "FlinksLanguage",
     "FlinksRejected",
     "FlinksTimeout",
     "FlinksTimeouts",
     "FlinksUnavailable",
-    "LanguageCode",
     "MfaRequired",
     "Outcome",
     "OutcomeKind",

@@ -44,16 +44,16 @@ from app.flinks.models import (
     AuthorizeMfaRequired,
     AuthorizeRequest,
     AuthorizeSuccess,
+    FlinksLanguage,
     FlinksStatusResponse,
-    LanguageCode,
     TokenResponse,
 )
 from app.flinks.outcomes import (
     AuthorizeOutcome,
     AuthorizeToken,
-    Challenge,
     Connected,
     Failed,
+    FlinksChallenge,
     MfaRequired,
     Pending,
 )
@@ -99,7 +99,6 @@ class FlinksClient:
         api_url: str,
         customer_id: str,
         secret_key: SecretStr,
-        api_key: SecretStr | None = None,
         timeouts: FlinksTimeouts = _DEFAULT_TIMEOUTS,
         mint_retry: RetryPolicy = _DEFAULT_RETRY,
         send_retry: RetryPolicy = _DEFAULT_RETRY,
@@ -118,8 +117,6 @@ class FlinksClient:
         self._banking_url = f"{self._api_url}/v3/{customer_id}/BankingServices"
         self._oauth_url = f"{self._api_url}/v3/oauth/authorize"
         self._secret_key = secret_key
-        # For the data endpoints (`x-api-key`); none of the calls here sends it.
-        self._api_key = api_key
         self._timeouts = timeouts
         self._mint_retry = mint_retry
         self._send_retry = send_retry
@@ -131,7 +128,7 @@ class FlinksClient:
         return await self._mint(self._deadline(self._timeouts.deadline))
 
     async def authorize_live(
-        self, *, login_id: str, language: LanguageCode = "en", tag: str | None = None
+        self, *, login_id: str, language: FlinksLanguage = "en", tag: str | None = None
     ) -> AuthorizeOutcome:
         """Live /Authorize (`MostRecentCached=false`, `Save=true`): Flinks logs in at the bank."""
         request = AuthorizeRequest(
@@ -170,11 +167,11 @@ class FlinksClient:
         institution: str,
         redirect_uri: str,
         state: str,
-        language: LanguageCode = "en",
+        language: FlinksLanguage = "en",
         tag: str | None = None,
     ) -> str:
         """The bank login URL that Flinks' /v3/oauth/authorize redirects to (absolute)."""
-        if language not in get_args(LanguageCode):
+        if language not in get_args(FlinksLanguage):
             raise ValueError("language must be 'en' or 'fr'")
         params = {
             "institution_id": institution,
@@ -419,7 +416,7 @@ def _authorize_outcome(
         mfa = reply.model(AuthorizeMfaRequired)
         return MfaRequired(
             request_id=mfa.RequestId,
-            challenges=tuple(Challenge(c.Type, c.Prompt) for c in mfa.SecurityChallenges),
+            challenges=tuple(FlinksChallenge(c.Type, c.Prompt) for c in mfa.SecurityChallenges),
             institution=mfa.Institution,
             token=token,
         )

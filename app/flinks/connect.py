@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, get_args
 from urllib.parse import quote
 
+from app.flinks.models import FlinksLanguage
 from app.flinks.urls import checked_base_url
 
 
@@ -37,7 +38,7 @@ _HEX_COLOUR: Final = re.compile(r"[0-9A-Fa-f]{6}")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _TAG: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _NAME_PUNCTUATION: Final = frozenset(" .,'&()-")
-_LANGUAGES: Final = ("en", "fr")
+_LANGUAGES: Final = get_args(FlinksLanguage)
 
 
 def _flag(value: object) -> str | None:

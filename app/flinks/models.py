@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-LanguageCode = Literal["en", "fr"]
+# The languages Flinks' API and Connect take (the client's own: it imports nothing of the app's;
+# the domain's `app.flows.records.Language` must fit in it).
+FlinksLanguage = Literal["en", "fr"]
 
 
 class _Response(BaseModel):
@@ -30,7 +32,7 @@ class AuthorizeRequest(_Request):
     LoginId: str | None = Field(default=None, min_length=1, repr=False)
     MostRecentCached: bool | None = None
     Save: bool | None = None
-    Language: LanguageCode | None = None
+    Language: FlinksLanguage | None = None
     Tag: str | None = None
     RequestId: str | None = Field(default=None, min_length=1, repr=False)
     SecurityResponses: dict[str, list[str]] | None = Field(default=None, repr=False)

@@ -20,7 +20,9 @@ class AuthorizeToken:
 
 
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class FlinksChallenge:
+    """An MFA question as Flinks sent it (its type may be missing); the domain keeps its own."""
+
     type: str | None
     prompt: str
 
@@ -44,7 +46,7 @@ class MfaRequired:
     """
 
     request_id: str = field(repr=False)
-    challenges: tuple[Challenge, ...]
+    challenges: tuple[FlinksChallenge, ...]
     institution: str | None
     token: SecretStr = field(repr=False)
 

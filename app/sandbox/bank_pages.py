@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from html import escape
 
+from app.sandbox.challenges import (
+    IMAGE_SELECTION,
+    MULTIPLE_ANSWERS,
+    TEXT_OR_CALL,
+    TEXT_OR_CALL_METHODS,
+    Challenge,
+)
 from app.sandbox.users import INSTITUTION_DISPLAY_NAME
 
 STRINGS = {
@@ -19,6 +26,9 @@ STRINGS = {
         "answer": "Answer",
         "continue": "Continue",
         "invalid_answer": "That answer is incorrect. Please try again.",
+        "send_to": "Send the code to",
+        "Text": "Text message",
+        "Call": "Phone call",
         "gone_title": "Session ended",
         "gone": "This sign-in session has ended or does not exist. "
         "Start again from the application.",
@@ -35,6 +45,9 @@ STRINGS = {
         "answer": "Réponse",
         "continue": "Continuer",
         "invalid_answer": "Cette réponse est incorrecte. Veuillez réessayer.",
+        "send_to": "Envoyer le code au",
+        "Text": "Texto",
+        "Call": "Appel téléphonique",
         "gone_title": "Session terminée",
         "gone": "Cette session de connexion est terminée ou n'existe pas. "
         "Recommencez depuis l'application.",
@@ -43,7 +56,8 @@ STRINGS = {
 
 HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -62,6 +76,8 @@ button{flex:1;padding:10px;border-radius:6px;border:0;font-weight:600;cursor:poi
 button[value=login],button[value=answer]{background:#0b5cad;color:#fff}
 button[value=deny]{background:#e4e9ef;color:#1b2733}
 .error{background:#fde8e8;color:#8a1c1c;padding:10px;border-radius:6px;margin-top:12px}
+.choice{display:flex;gap:8px;align-items:center;font-weight:400;margin:8px 0}
+.choice input{width:auto}.choice img{width:48px;height:48px}
 """
 
 
@@ -101,13 +117,46 @@ def login_page(action: str, language: str, error: str | None = None, username: s
     return _page(language, title, content)
 
 
-def mfa_page(action: str, language: str, prompt: str, error: str | None = None) -> str:
+def _options(name: str, values: list[tuple[str, str]], kind: str = "radio") -> str:
+    """Radio buttons or checkboxes: (value, label HTML) pairs; the label is already escaped."""
+    return "".join(
+        f'<label class="choice" for="{name}-{i}"><input type="{kind}" id="{name}-{i}" '
+        f'name="{name}" value="{escape(value)}">{label}</label>'
+        for i, (value, label) in enumerate(values)
+    )
+
+
+def _answer_fields(challenge: Challenge, language: str) -> str:
+    t = _t(language)
+    prompt = f'<p id="prompt"><strong>{escape(challenge.prompt(language))}</strong></p>'
+    if challenge.type == TEXT_OR_CALL:
+        phones = [(phone, escape(phone)) for phone in challenge.choices]
+        methods = [(method, escape(t[method])) for method in TEXT_OR_CALL_METHODS]
+        return (
+            f"{prompt}<p>{escape(t['send_to'])}</p>{_options('phone', phones)}"
+            f"{_options('method', methods)}"
+        )
+    if challenge.type == IMAGE_SELECTION:
+        pictures = [
+            (value, f'<img alt="{i + 1}" src="data:image/png;base64,{escape(value)}">')
+            for i, value in enumerate(challenge.choices)
+        ]
+        return prompt + _options("choice", pictures)
+    if challenge.choices:
+        kind = "checkbox" if challenge.type == MULTIPLE_ANSWERS else "radio"
+        return prompt + _options("choice", [(c, escape(c)) for c in challenge.choices], kind)
+    return (
+        f'<label for="answer" id="prompt">{escape(challenge.prompt(language))}</label>'
+        '<input id="answer" name="answer" autocomplete="off">'
+    )
+
+
+def mfa_page(action: str, language: str, challenge: Challenge, error: str | None = None) -> str:
     t = _t(language)
     content = (
         f"<h1>{escape(t['mfa_title'])}</h1>{_error(error)}"
         f'<form method="post" action="{escape(action)}">'
-        f'<label for="answer" id="prompt">{escape(prompt)}</label>'
-        '<input id="answer" name="answer" autocomplete="off">'
+        f"{_answer_fields(challenge, language)}"
         '<div class="actions">'
         f'<button id="continue" type="submit" name="action" value="answer">'
         f"{escape(t['continue'])}</button>"

@@ -31,6 +31,26 @@ _VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--timeout-seconds": ("timeout_seconds", float, "how long a timed-out response is held"),
     "--drop-rate": ("drop_rate", float, "share of API calls whose connection is dropped"),
     "--fault-seed": ("fault_seed", int, "seed for reproducible fault sequences"),
+    # Switches (app/sandbox/switches.py; the README's behaviour table).
+    "--wrong-answer": ("wrong_answer", str, "fail (default) or new_challenge"),
+    "--mfa-token-reuse": ("mfa_token_reuse", str, "allow (default) or refuse"),
+    "--api-key-check": ("api_key_check", str, "required (default) or optional"),
+    "--redirect-message": ("redirect_message", str, "both (default), url_only or top_level"),
+    "--js-redirect": ("js_redirect", str, "honour (default) or ignore"),
+    "--oauth-token": ("oauth_token", str, "optional (default) or required"),
+    "--unknown-customer-code": (
+        "unknown_customer_code",
+        str,
+        "ACCESS_DENIED (default) or CUSTOMER_NOT_FOUND",
+    ),
+    "--invalid-login-status": ("invalid_login_status", int, "401 (default) or 400"),
+    "--connect-cached-pending-seconds": (
+        "connect_cached_pending_seconds",
+        float,
+        "202 OPERATION_PENDING window of a cached /Authorize after Connect (default 0)",
+    ),
+    "--slow-bank-seconds": ("slow_bank_seconds", float, "test_slow_bank's live /Authorize time"),
+    "--dispatched-seconds": ("dispatched_seconds", float, "background time after a 202"),
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.sandbox.faults import FaultRates
+from app.sandbox.switches import Switches
 
 TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public Toolbox value
@@ -31,7 +32,7 @@ def _split_list(value: object) -> object:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-class SandboxSettings(BaseSettings, FaultRates):
+class SandboxSettings(BaseSettings, FaultRates, Switches):
     """Everything the sandbox can be told; defaults are the public Toolbox values."""
 
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
@@ -48,19 +49,14 @@ class SandboxSettings(BaseSettings, FaultRates):
     mfa_session_ttl_seconds: float = Field(default=480.0, gt=0)
     request_ttl_seconds: float = Field(default=1800.0, gt=0)
 
-    mfa_rounds: int = Field(default=1, ge=1, le=3)
-    detail_pending_polls: int = Field(default=1, ge=0)
     stable_login_ids: bool = True
-    # What the Connect page does for test_disabled_account / test_service_unavailable:
-    # "redirect" issues a LoginId (the error shows on the next live /Authorize);
-    # "event" reports the FlinksCode in the iframe, as Flinks Connect itself does.
-    connect_error_users: Literal["redirect", "event"] = "redirect"
 
     public_url: str | None = None
     call_record_limit: int = Field(default=10_000, ge=1)
     control_api: bool = True
 
     # Latency and fault rates (latency_ms, error_rate, ...): the fields of FaultRates.
+    # The switches (wrong_answer, mfa_rounds, ...), changeable at run time: the fields of Switches.
     fault_seed: int | None = None
 
     @field_validator("customer_ids", "redirect_uris", mode="before")

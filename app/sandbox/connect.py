@@ -20,7 +20,7 @@ from app.sandbox import payloads as p
 from app.sandbox.authorize import Authorizer, Outcome
 from app.sandbox.middleware import call_record
 from app.sandbox.state import ConnectSession, Purpose, SandboxState
-from app.sandbox.users import INSTITUTION, QUESTION_AND_ANSWER
+from app.sandbox.users import INSTITUTION
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -50,6 +50,13 @@ class Connect:
         self.page = _static("connect.html").replace(b"{{TOKEN_REQUIRED}}", required.encode())
         self.assets = {name: _static(name) for name in STATIC_TYPES}
 
+    def _render_page(self) -> bytes:
+        """The page with the switches that shape its messages, read at each load."""
+        switches = self.state.switches
+        return self.page.replace(
+            b"{{REDIRECT_MESSAGE}}", switches.redirect_message.encode()
+        ).replace(b"{{JS_REDIRECT}}", switches.js_redirect.encode())
+
     def routes(self) -> list[Route]:
         return [
             Route("/", self.connect_page, methods=["GET"]),
@@ -63,7 +70,9 @@ class Connect:
 
     async def connect_page(self, request: Request) -> Response:
         self._name(request, "ConnectPage")
-        return Response(self.page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return Response(
+            self._render_page(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS
+        )
 
     async def add_slash(self, request: Request) -> Response:
         query = request.url.query
@@ -177,18 +186,23 @@ class Connect:
         return session
 
     def _reply(self, session: ConnectSession, outcome: Outcome) -> Response:
-        if outcome.status == 203 and outcome.session is not None:
+        challenges = outcome.challenges
+        if challenges and outcome.session is not None and outcome.status in (203, 401):
+            # A 203, or a wrong answer under wrong_answer=new_challenge: ask (again).
             session.request_id = outcome.session.request_id
-            prompts = [c["Prompt"] for c in outcome.body["SecurityChallenges"]]
-            return JSONResponse(
-                {
-                    "outcome": "mfa",
-                    "session": session.id,
-                    "requestId": session.request_id,
-                    "mfaTypes": [QUESTION_AND_ANSWER],
-                    "challenges": [{"type": QUESTION_AND_ANSWER, "prompt": x} for x in prompts],
-                }
-            )
+            reply: dict[str, Any] = {
+                "outcome": "mfa",
+                "session": session.id,
+                "requestId": session.request_id,
+                "mfaTypes": list(dict.fromkeys(c["Type"] for c in challenges)),
+                "challenges": [
+                    {"type": c["Type"], "prompt": c["Prompt"], "choices": c.get("Iterables", [])}
+                    for c in challenges
+                ],
+            }
+            if outcome.status == 401:
+                reply["error"] = outcome.flinks_code
+            return JSONResponse(reply)
         if outcome.card is not None:
             session.card = outcome.card
             session.request_id = outcome.session.request_id if outcome.session else None

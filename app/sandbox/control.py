@@ -11,12 +11,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.sandbox import payloads as p
-from app.sandbox.authorize import Authorizer
+from app.sandbox.authorize import FAILURE_STATUS, Authorizer
 from app.sandbox.faults import FaultConfig
 from app.sandbox.middleware import CONTROL_PREFIX
 from app.sandbox.oauth import BANK_PATH, OAuth
-from app.sandbox.state import Purpose, SandboxState
-from app.sandbox.users import INSTITUTION, QUESTIONS, find_user
+from app.sandbox.state import AuthSession, Purpose, SandboxState, SessionStatus
+from app.sandbox.switches import SwitchConfig
+from app.sandbox.users import INSTITUTION, find_user
 
 
 class Control:
@@ -31,6 +32,9 @@ class Control:
             Route(f"{c}/health", self.health, methods=["GET"]),
             Route(f"{c}/calls", self.calls, methods=["GET", "DELETE"]),
             Route(f"{c}/faults", self.faults, methods=["GET", "PUT", "PATCH", "DELETE"]),
+            Route(f"{c}/switches", self.switches, methods=["GET", "PUT", "PATCH", "DELETE"]),
+            Route(f"{c}/dispatched", self.dispatched, methods=["GET"]),
+            Route(f"{c}/dispatched/{{request_id}}/{{action}}", self.end_job, methods=["POST"]),
             Route(f"{c}/reset", self.reset, methods=["POST"]),
             Route(f"{c}/clock", self.clock, methods=["GET", "POST"]),
             Route(f"{c}/state", self.summary, methods=["GET"]),
@@ -71,6 +75,50 @@ class Control:
         elif request.method == "DELETE":
             state.faults = FaultConfig.from_settings(state.settings)
         return JSONResponse(state.faults.model_dump())
+
+    async def switches(self, request: Request) -> Response:
+        state = self.state
+        if request.method in ("PUT", "PATCH"):
+            body = await _json_object(request)
+            if body is None:
+                return _invalid("the body must be a JSON object")
+            if request.method == "PATCH":
+                body = {**state.switches.model_dump(), **body}
+            try:
+                state.switches = SwitchConfig.model_validate(body)
+            except ValidationError as exc:
+                return _invalid(exc.errors(include_url=False, include_context=False))
+        elif request.method == "DELETE":
+            state.switches = SwitchConfig.from_settings(state.settings)
+        return JSONResponse(state.switches.model_dump())
+
+    async def dispatched(self, request: Request) -> Response:
+        """Every RequestId that answered 202, and where its background work stands."""
+        jobs = [
+            _job(session, self.state.clock.now())
+            for session in self.state.sessions.values()
+            if session.background is not None or session.status is SessionStatus.FAILED
+        ]
+        return JSONResponse(jobs)
+
+    async def end_job(self, request: Request) -> Response:
+        """``finish`` or ``fail`` (body ``{"flinks_code"}``, default RETRY_LATER) a 202's work."""
+        action = request.path_params["action"]
+        if action not in ("finish", "fail"):
+            return JSONResponse({"error": "unknown_action"}, 404)
+        state = self.state
+        session = state.sessions.get(request.path_params["request_id"], state.clock.now())
+        if session is None:
+            return JSONResponse({"error": "unknown_request_id"}, 404)
+        failure = None
+        if action == "fail":
+            code = str((await _json_object(request) or {}).get("flinks_code") or "RETRY_LATER")
+            if code not in FAILURE_STATUS:
+                return _invalid(f"flinks_code must be one of {sorted(FAILURE_STATUS)}")
+            failure = (FAILURE_STATUS[code], code)
+        if not self.authorizer.finish_job(session, failure):
+            return JSONResponse({"error": "not_dispatched", "status": session.status.value}, 409)
+        return JSONResponse(_job(session, state.clock.now()))
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()
@@ -143,9 +191,10 @@ class Control:
         if step.kind == "credentials":
             return JSONResponse({"error": "invalid_login"}, 401)
         answers = _answers(body.get("answers"))
-        while step.kind == "mfa":
-            prompt = step.prompt or ""
-            if step.error or not any(_same_prompt(prompt, key) for key in answers):
+        while step.kind == "mfa" and step.challenge is not None:
+            challenge = step.challenge
+            prompt = challenge.prompt(session.language)
+            if step.error or not any(challenge.is_key(key) for key in answers):
                 error = "invalid_security_response" if step.error else "mfa_answer_missing"
                 return JSONResponse({"error": error, "prompt": prompt}, 401)
             step = self.oauth.submit_answers(session, answers)
@@ -175,8 +224,9 @@ class Control:
         )
         answers = _answers(body.get("answers"))
         while outcome.status == 203 and outcome.session is not None:
-            prompt = outcome.body["SecurityChallenges"][0]["Prompt"]
-            if not any(_same_prompt(prompt, key) for key in answers):
+            challenge = outcome.session.challenge
+            prompt = outcome.challenges[0]["Prompt"]
+            if challenge is None or not any(challenge.is_key(key) for key in answers):
                 return JSONResponse({"error": "mfa_answer_missing", "prompt": prompt}, 401)
             outcome = self.authorizer.answer(outcome.session, answers)
         if outcome.card is None:
@@ -201,9 +251,16 @@ def _answers(value: object) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
-def _same_prompt(prompt: str, key: str) -> bool:
-    """Whether an answer keyed by ``key`` answers ``prompt`` (in either language)."""
-    return any(q.is_prompt(prompt) and q.is_prompt(key) for q in QUESTIONS)
+def _job(session: AuthSession, now: float) -> dict[str, Any]:
+    job = session.background
+    return {
+        "request_id": session.request_id,
+        "username": session.user.username,
+        "login_id": session.card.login_id if session.card else None,
+        "status": session.status.value,
+        "ready_in_seconds": max(0.0, job.ready_at - now) if job else None,
+        "failure": job.failure[1] if job and job.failure else None,
+    }
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from app.sandbox import bank_pages
 from app.sandbox import payloads as p
 from app.sandbox.authorize import Authorizer
 from app.sandbox.banking import ANY_METHOD
+from app.sandbox.challenges import TEXT_OR_CALL, Challenge
 from app.sandbox.middleware import call_record
 from app.sandbox.state import BankSession, CallRecord, Purpose, SandboxState
 from app.sandbox.users import INSTITUTION
@@ -36,7 +37,7 @@ class BankStep:
 
     kind: Literal["redirect", "credentials", "mfa", "gone"]
     location: str | None = None
-    prompt: str | None = None
+    challenge: Challenge | None = None
     error: str | None = None  # "invalid_login" or "invalid_answer" (keys of bank_pages.STRINGS)
 
 
@@ -80,7 +81,9 @@ class OAuth:
 
         token = state.tokens.get(token_value.strip(), state.clock.now()) if token_value else None
         if token is None or token.used:
-            if token_value or state.settings.require_authorize_token:
+            # Flinks documents no token here (contract 12.1 #10): one sent is still checked.
+            required = state.switches.oauth_token == "required"  # noqa: S105 - a switch value
+            if token_value or (required and state.settings.require_authorize_token):
                 return _error(call, 401, "ACCESS_DENIED", p.MSG_BAD_TOKEN)
             customer_id = next(iter(state.settings.customer_ids)).lower()
         else:
@@ -117,13 +120,11 @@ class OAuth:
         session = self.state.bank_sessions.get(session_id, self.state.clock.now())
         return None if session is None or session.done else session
 
-    def current_prompt(self, session: BankSession) -> str | None:
+    def current_challenge(self, session: BankSession) -> Challenge | None:
         if session.request_id is None:
             return None
         auth = self.state.sessions.get(session.request_id, self.state.clock.now())
-        if auth is None or auth.question is None:
-            return None
-        return auth.question.prompt(session.language)
+        return None if auth is None else auth.challenge
 
     def submit_credentials(self, session: BankSession, username: str, password: str) -> BankStep:
         outcome = self.authorizer.with_credentials(
@@ -137,7 +138,7 @@ class OAuth:
         )
         if outcome.status == 203 and outcome.session is not None:
             session.request_id = outcome.session.request_id
-            return BankStep("mfa", prompt=self.current_prompt(session))
+            return BankStep("mfa", challenge=self.current_challenge(session))
         if outcome.card is not None:
             return self._finish(session, [("loginId", outcome.card.login_id)])
         return BankStep("credentials", error="invalid_login")
@@ -150,11 +151,11 @@ class OAuth:
         outcome = self.authorizer.answer(auth, answers)
         if outcome.card is not None:
             return self._finish(session, [("loginId", outcome.card.login_id)])
-        prompt = self.current_prompt(session)
+        challenge = self.current_challenge(session)
         if outcome.status == 203:
-            return BankStep("mfa", prompt=prompt)
-        if outcome.flinks_code == "INVALID_SECURITY_RESPONSE" and prompt is not None:
-            return BankStep("mfa", prompt=prompt, error="invalid_answer")
+            return BankStep("mfa", challenge=challenge)
+        if outcome.flinks_code == "INVALID_SECURITY_RESPONSE" and challenge is not None:
+            return BankStep("mfa", challenge=challenge, error="invalid_answer")
         session.request_id = None
         return BankStep("credentials")
 
@@ -182,19 +183,20 @@ class OAuth:
             return _html(bank_pages.gone_page("en"), 410)
         action = BANK_PATH + session_id
         if request.method == "GET":
-            prompt = self.current_prompt(session)
-            if prompt is not None:
-                return _html(bank_pages.mfa_page(action, session.language, prompt))
+            challenge = self.current_challenge(session)
+            if challenge is not None:
+                return _html(bank_pages.mfa_page(action, session.language, challenge))
             return _html(bank_pages.login_page(action, session.language))
 
-        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        pairs = parse_qsl((await request.body()).decode("utf-8", "replace"))
+        form = dict(pairs)
         if call is not None:
             call.fields = list(form)
+        challenge = self.current_challenge(session)
         if form.get("action") == "deny":
             step = self.deny(session)
-        elif form.get("action") == "answer" and session.request_id is not None:
-            prompt = self.current_prompt(session) or ""
-            step = self.submit_answers(session, {prompt: [form.get("answer", "")]})
+        elif form.get("action") == "answer" and challenge is not None:
+            step = self.submit_answers(session, _form_responses(challenge, session, pairs))
         else:
             username = form.get("username", "")
             step = self.submit_credentials(session, username, form.get("password", ""))
@@ -209,10 +211,23 @@ class OAuth:
         if step.kind == "redirect" and step.location is not None:
             headers = dict(bank_pages.HEADERS)
             return RedirectResponse(step.location, 302, headers=headers)
-        if step.kind == "mfa" and step.prompt is not None:
+        if step.kind == "mfa" and step.challenge is not None:
             error = bank_pages.message(language, step.error) if step.error else None
-            return _html(bank_pages.mfa_page(action, language, step.prompt, error))
+            return _html(bank_pages.mfa_page(action, language, step.challenge, error))
         return _html(bank_pages.login_page(action, language))
+
+
+def _form_responses(
+    challenge: Challenge, session: BankSession, pairs: list[tuple[str, str]]
+) -> dict[str, list[str]]:
+    """The bank page's form fields as Flinks' SecurityResponses for the challenge shown."""
+    if challenge.type == TEXT_OR_CALL:
+        form = dict(pairs)
+        return {form.get("phone", ""): [form.get("method", "")]}
+    prompt = challenge.prompt(session.language)
+    if challenge.choices:
+        return {prompt: [value for name, value in pairs if name == "choice"]}
+    return {prompt: [dict(pairs).get("answer", "")]}
 
 
 def _html(content: str, status: int = 200) -> HTMLResponse:

@@ -6,8 +6,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from app.sandbox.state import Card
 from app.sandbox.users import INSTITUTION, INSTITUTION_ID
 
@@ -23,27 +21,31 @@ BANKING_ENDPOINTS = {
         "GetAccountsSummaryAsync",
         "GetAccountsDetail",
         "GetAccountsDetailAsync",
+        "AuthorizeAsync",
         "DeleteCard",
         "SetScheduledRefresh",
     )
 }
 OAUTH_ENDPOINT = "OAuthAuthorize"
 
+# Messages quoted by Flinks' documents (contract section 8).
 MSG_BAD_AUTH_KEY = "You must provide a valid auth key"
 MSG_BAD_TOKEN = "You must provide a valid authorize token"  # noqa: S105 - a message
-MSG_BAD_API_KEY = "You must provide a valid x-api-key"
-MSG_BAD_CUSTOMER = "The CustomerId provided is invalid"
 MSG_BAD_CREDENTIALS = "The card number (username) or password provided is invalid"
 MSG_BAD_LOGIN_ID = "The LoginId provided is either invalid or does not belong to the CustomerId"
 MSG_NO_SESSION = "Inputs session id or card if were not found."
 MSG_PENDING = "Your operation is still processing."
 MSG_DISPATCHED = "Your operations had been dispatched to background process for long running jobs"
+# Flinks documents only the meaning of these codes; the sandbox words its message from it.
+MSG_BAD_API_KEY = "Authentication unsuccessful: no valid x-api-key was provided"
+MSG_BAD_CUSTOMER = "Authentication unsuccessful: the CustomerId is not known on this instance"
 MSG_DISABLED = "The account was deactivated by the financial institution"
-MSG_RETRY_LATER = "Flinks could not open a connection with the financial institution, retry later"
-MSG_BAD_ANSWER = "The answer to the security question is invalid"
-MSG_UNKNOWN_PROMPT = "The security response does not match the challenge that was asked"
-MSG_NOT_AUTHORIZED = "The RequestId has not been authorized yet"
-MSG_CARD_IN_USE = "The card is still being processed, retry later"
+MSG_RETRY_LATER = "Flinks could not open a connection with the financial institution"
+MSG_BAD_ANSWER = "The MFA answer was different from what the bank expected"
+MSG_NOT_A_CHOICE = "The MFA answer is not one of the choices offered"
+MSG_UNKNOWN_PROMPT = "The MFA answer was keyed to the wrong prompt"
+MSG_NOT_AUTHORIZED = "GetAccountsDetail was called before authorization"
+MSG_CARD_IN_USE = "Operation requested while the account is still processing"
 
 AUTHORIZE_LINKS = [{"rel": "Authorization", "href": "/Authorize", "example": None}]
 DATA_LINKS = [
@@ -51,7 +53,28 @@ DATA_LINKS = [
     {"rel": "AccountsSummary", "href": "/GetAccountsSummary", "example": None},
     {"rel": "Statements", "href": "/GetStatements", "example": None},
 ]
-ASYNC_LINKS = [{"rel": "AccountsDetailAsync", "href": "/GetAccountsDetailAsync", "example": None}]
+
+
+def detail_async_links(request_id: str) -> list[JSON]:
+    """A data 202's Links, as a public fixture of a real answer has them (contract 12.1 #14)."""
+    return [
+        {
+            "rel": "GetAccountsDetailAsync",
+            "href": "/GetAccountsDetailAsync",
+            "example": f"/GetAccountsDetailAsync/{request_id}",
+        }
+    ]
+
+
+def authorize_async_links(request_id: str) -> list[JSON]:
+    """An /Authorize 202's Links: the same pattern, for the sandbox's AuthorizeAsync."""
+    return [
+        {
+            "rel": "AuthorizeAsync",
+            "href": "/AuthorizeAsync",
+            "example": f"/AuthorizeAsync/{request_id}",
+        }
+    ]
 
 
 class BodyError(ValueError):
@@ -81,9 +104,6 @@ class FlinksBody:
 
     def get(self, name: str) -> Any:
         return self._by_lower.get(name.lower())
-
-    def has(self, name: str) -> bool:
-        return self.get(name) is not None
 
     def text(self, name: str) -> str | None:
         value = self.get(name)
@@ -141,30 +161,27 @@ def authorized_body(card: Card, request_id: str, tag: str | None) -> JSON:
     return body
 
 
-def challenge_body(prompt: str, request_id: str, tag: str | None, challenge_type: str) -> JSON:
-    body: JSON = {
+def challenge_body(challenges: list[JSON], request_id: str) -> JSON:
+    """A 203 as documented: no Tag (contract 12.1 #17)."""
+    return {
         "Links": AUTHORIZE_LINKS,
         "HttpStatusCode": 203,
-        "SecurityChallenges": [{"Type": challenge_type, "Prompt": prompt}],
+        "SecurityChallenges": challenges,
         "Institution": INSTITUTION,
         "RequestId": request_id,
     }
-    if tag is not None:
-        body["Tag"] = tag
-    return body
 
 
-def pending_body(code: str, message: str, request_id: str, tag: str | None = None) -> JSON:
+def pending_body(
+    code: str, message: str, request_id: str, tag: str | None = None, *, data: bool = False
+) -> JSON:
+    links = detail_async_links(request_id) if data else authorize_async_links(request_id)
     return error_body(
         202,
         code,
         message,
         RequestId=request_id,
-        Links=ASYNC_LINKS,
+        Links=links,
         Institution=INSTITUTION,
         Tag=tag,
     )
-
-
-def json_response(status: int, body: Any) -> JSONResponse:
-    return JSONResponse(body, status_code=status)

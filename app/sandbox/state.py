@@ -12,10 +12,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from app.sandbox.challenges import Challenge
 from app.sandbox.config import SandboxSettings
 from app.sandbox.data import DetailOptions
 from app.sandbox.faults import FaultConfig
-from app.sandbox.users import BankUser, SecurityQuestion
+from app.sandbox.switches import SwitchConfig
+from app.sandbox.users import BankUser
 
 
 class Clock:
@@ -108,6 +110,10 @@ class Card:
     created_at: datetime
     is_scheduled_refresh: bool = False
     last_refresh: datetime | None = None
+    # Sandbox clock time of the last Connect sign-in (a cached /Authorize may be pending after it).
+    connected_at: float | None = None
+    # The RequestId of live work on this card still running in the background, if any.
+    job: str | None = None
 
 
 class Purpose(enum.Enum):
@@ -121,7 +127,18 @@ class Purpose(enum.Enum):
 class SessionStatus(enum.Enum):
     MFA = "mfa"
     AUTHORIZED = "authorized"
-    DISPATCHED = "dispatched"
+    DISPATCHED = "dispatched"  # work going on in the background: 202 until it is ready
+    FAILED = "failed"  # background work that ended in an error, answered on every poll
+
+
+@dataclass(slots=True)
+class Background:
+    """Work Flinks goes on with after a 202: ready at ``ready_at`` (sandbox clock)."""
+
+    ready_at: float
+    live: bool  # a live authorization (MFA, LastRefresh) rather than a cached one
+    # Set by the control API's "fail": (HTTP status, FlinksCode) to end with instead.
+    failure: tuple[int, str] | None = None
 
 
 @dataclass(slots=True)
@@ -146,9 +163,13 @@ class AuthSession:
     expires_at: float
     status: SessionStatus = SessionStatus.MFA
     card: Card | None = None
-    question: SecurityQuestion | None = None
+    challenge: Challenge | None = None  # the one waiting for an answer
+    asked: int = 0  # challenges of the user's sequence asked so far, in this sign-in
+    wrong_answers: int = 0
     rounds_left: int = 0
     detail: DetailJob | None = None
+    background: Background | None = None
+    failure: dict[str, Any] | None = None  # the error body of a FAILED session
 
 
 @dataclass(slots=True)
@@ -223,6 +244,7 @@ class SandboxState:
         self.redirect_uris = frozenset(settings.redirect_uris)
         self.clock = Clock()
         self.faults = FaultConfig.from_settings(settings)
+        self.switches = SwitchConfig.from_settings(settings)
         self.random = random.Random(settings.fault_seed)  # noqa: S311 - fault injection, not crypto
         self.calls: deque[CallRecord] = deque(maxlen=settings.call_record_limit)
         self.call_seq = 0
@@ -232,12 +254,12 @@ class SandboxState:
         self.bank_sessions: ExpiringMap[BankSession] = ExpiringMap()
         self.connect_sessions: ExpiringMap[ConnectSession] = ExpiringMap()
         self.cards: dict[str, Card] = {}
-        self.mfa_counter = 0
 
     def reset(self) -> None:
         """Forget everything and go back to the configured faults, as a fresh instance."""
         self.clock.offset = 0.0
         self.faults = FaultConfig.from_settings(self.settings)
+        self.switches = SwitchConfig.from_settings(self.settings)
         self.random.seed(self.settings.fault_seed)
         self.calls.clear()
         self.call_seq = 0
@@ -246,7 +268,6 @@ class SandboxState:
         self.bank_sessions.clear()
         self.connect_sessions.clear()
         self.cards.clear()
-        self.mfa_counter = 0
 
     def next_call_seq(self) -> int:
         self.call_seq += 1
@@ -268,12 +289,6 @@ class SandboxState:
         if token is None or token.customer_id != customer_id:
             return None
         return token
-
-    def next_question(self, questions: tuple[SecurityQuestion, ...]) -> SecurityQuestion:
-        """Rotate through the questions: a sequence of logins sees all three, deterministically."""
-        question = questions[self.mfa_counter % len(questions)]
-        self.mfa_counter += 1
-        return question
 
     def find_card(self, login_id: str | None, customer_id: str) -> Card | None:
         """A saved card of this customer; unsaved and deleted LoginIds do not exist for callers."""

@@ -1,15 +1,16 @@
-"""The Flinks Capital test users and security questions (contract section 1.3)."""
+"""The Flinks Capital test users (contract section 1.3), and the sandbox's own extensions."""
 
 from __future__ import annotations
 
 import enum
-import unicodedata
 from dataclasses import dataclass
+
+from app.sandbox import challenges as c
+from app.sandbox.challenges import Challenge
 
 INSTITUTION = "FlinksCapital"
 INSTITUTION_DISPLAY_NAME = "Flinks Capital"
 INSTITUTION_ID = 14
-QUESTION_AND_ANSWER = "QuestionAndAnswer"
 
 
 class Behaviour(enum.Enum):
@@ -18,33 +19,23 @@ class Behaviour(enum.Enum):
     CONNECTED = "connected"
     DISABLED = "disabled"
     RETRY_LATER = "retry_later"
-    DISPATCHED = "dispatched"
+    DISPATCHED = "dispatched"  # 202 OPERATION_DISPATCHED at once (Flinks' test_dispatched)
+    SLOW = "slow"  # the bank takes slow_bank_seconds, then 202 OPERATION_DISPATCHED
 
 
 @dataclass(frozen=True, slots=True)
 class BankUser:
     username: str
     password: str
-    mfa: bool
     behaviour: Behaviour
+    # The challenges of a sign-in, asked in this order (cycled); empty: no MFA.
+    challenges: tuple[Challenge, ...] = ()
+    # Not one of Flinks' Toolbox users: a sandbox extension.
+    extension: bool = False
 
-
-@dataclass(frozen=True, slots=True)
-class SecurityQuestion:
-    key: str
-    prompt_en: str
-    prompt_fr: str
-    answer: str
-
-    def prompt(self, language: str) -> str:
-        return self.prompt_fr if language == "fr" else self.prompt_en
-
-    def is_prompt(self, text: str) -> bool:
-        folded = fold(text)
-        return folded in (fold(self.prompt_en), fold(self.prompt_fr))
-
-    def accepts(self, answer: str) -> bool:
-        return fold(answer) == fold(self.answer)
+    @property
+    def mfa(self) -> bool:
+        return bool(self.challenges)
 
 
 PASSWORD = "Everyday"  # noqa: S105 - the documented test password
@@ -52,37 +43,46 @@ PASSWORD = "Everyday"  # noqa: S105 - the documented test password
 USERS: dict[str, BankUser] = {
     user.username.lower(): user
     for user in (
-        BankUser("Greatday", PASSWORD, mfa=True, behaviour=Behaviour.CONNECTED),
-        BankUser("greatday_nomfa", PASSWORD, mfa=False, behaviour=Behaviour.CONNECTED),
-        BankUser("test_disabled_account", PASSWORD, mfa=False, behaviour=Behaviour.DISABLED),
-        BankUser("test_service_unavailable", PASSWORD, mfa=False, behaviour=Behaviour.RETRY_LATER),
-        BankUser("test_dispatched", PASSWORD, mfa=False, behaviour=Behaviour.DISPATCHED),
+        BankUser("Greatday", PASSWORD, Behaviour.CONNECTED, c.QUESTIONS),
+        BankUser("greatday_nomfa", PASSWORD, Behaviour.CONNECTED),
+        BankUser("test_disabled_account", PASSWORD, Behaviour.DISABLED),
+        BankUser("test_service_unavailable", PASSWORD, Behaviour.RETRY_LATER),
+        BankUser("test_dispatched", PASSWORD, Behaviour.DISPATCHED),
+        BankUser(
+            "test_mfa_question_choices",
+            PASSWORD,
+            Behaviour.CONNECTED,
+            c.QUESTIONS_WITH_CHOICES,
+            extension=True,
+        ),
+        BankUser(
+            "test_mfa_multiple_choice",
+            PASSWORD,
+            Behaviour.CONNECTED,
+            c.MULTIPLE_CHOICE_QUESTIONS,
+            extension=True,
+        ),
+        BankUser(
+            "test_mfa_multiple_answers",
+            PASSWORD,
+            Behaviour.CONNECTED,
+            c.MULTIPLE_ANSWER_QUESTIONS,
+            extension=True,
+        ),
+        BankUser(
+            "test_mfa_image", PASSWORD, Behaviour.CONNECTED, c.IMAGE_QUESTIONS, extension=True
+        ),
+        BankUser(
+            "test_mfa_text_or_call",
+            PASSWORD,
+            Behaviour.CONNECTED,
+            c.TEXT_OR_CALL_QUESTIONS,
+            extension=True,
+        ),
+        BankUser("test_slow_bank", PASSWORD, Behaviour.SLOW, extension=True),
+        BankUser("test_slow_bank_mfa", PASSWORD, Behaviour.SLOW, c.QUESTIONS, extension=True),
     )
 }
-
-QUESTIONS: tuple[SecurityQuestion, ...] = (
-    SecurityQuestion(
-        "city", "What city were you born in?", "Dans quelle ville êtes-vous né?", "Montreal"
-    ),
-    SecurityQuestion(
-        "country",
-        "What is the best country on earth?",
-        "Quel est le meilleur pays au monde?",
-        "Canada",
-    ),
-    SecurityQuestion(
-        "shape",
-        "What shape do people like most?",
-        "Quelle forme les gens préfèrent-ils?",
-        "Triangle",
-    ),
-)
-
-
-def fold(text: str) -> str:
-    """Case-, accent- and surrounding-space-insensitive form ("Montréal" == "montreal")."""
-    decomposed = unicodedata.normalize("NFKD", text.strip())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def find_user(username: str) -> BankUser | None:

@@ -20,6 +20,7 @@
   var FLOW_ID = /^[A-Za-z0-9_-]{22}$/;
   var LOGIN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   var STEP = /^[A-Z][A-Z0-9_]{0,63}$/;
+  // The same pattern as INSTITUTION_ID_PATTERN in app/flows/records.py (the one definition).
   var INSTITUTION_ID = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
   var REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
   var INSTITUTION_NAMES = { FlinksCapital: "Flinks Capital" };

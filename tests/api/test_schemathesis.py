@@ -52,8 +52,9 @@ def bff(sandbox_handle: SandboxHandle, redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(bff: str) -> Iterator[requests.Session]:
-    """One browser session that owns a flow, so flow routes are reached with a valid cookie."""
+def flow_owner(bff: str) -> Iterator[requests.Session]:
+    """A client with the cookie of a session that owns a flow, so flow routes are reached with a
+    valid cookie."""
     with requests.Session() as session:
         started = session.post(f"{bff}/v1/connect/sessions", json={}, timeout=10)
         assert started.status_code == 201
@@ -61,11 +62,11 @@ def browser(bff: str) -> Iterator[requests.Session]:
 
 
 @schema.parametrize()
-def test_api_conforms_to_its_schema(case: Any, bff: str, browser: requests.Session) -> None:
+def test_api_conforms_to_its_schema(case: Any, bff: str, flow_owner: requests.Session) -> None:
     label = f"{case.method} {case.path}"
     CASES[label] = CASES.get(label, 0) + 1
     try:
-        response = case.call_and_validate(base_url=bff, session=browser, timeout=30)
+        response = case.call_and_validate(base_url=bff, session=flow_owner, timeout=30)
     except Exception:
         FAILED.append(label)
         raise

@@ -36,7 +36,7 @@ from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings
 from tests.integration.servers import bff_in_thread
 from tests.ports import reserve_port
-from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
+from tests.sandbox.server import SandboxHandle, running_sandbox, serve_quietly
 
 if TYPE_CHECKING:
     from playwright.sync_api import (
@@ -330,10 +330,10 @@ def bypass_csp() -> bool:
 
 @pytest.fixture
 def context(
-    browser: Browser, viewport: dict[str, int], bypass_csp: bool
+    chromium: Browser, viewport: dict[str, int], bypass_csp: bool
 ) -> Iterator[BrowserContext]:
     phone = viewport["width"] < 600
-    context = browser.new_context(
+    context = chromium.new_context(
         viewport={"width": viewport["width"], "height": viewport["height"]},
         is_mobile=phone,
         has_touch=phone,
@@ -381,5 +381,5 @@ def other_origin_url() -> Iterator[str]:
     async def intruder(request: StarletteRequest) -> HTMLResponse:
         return HTMLResponse(INTRUDER_PAGE)
 
-    with running_app(Starlette(routes=[StarletteRoute("/intruder", intruder)])) as url:
-        yield url
+    with serve_quietly(Starlette(routes=[StarletteRoute("/intruder", intruder)])) as served:
+        yield served.url

@@ -202,7 +202,6 @@ def make_client(
         api_url=api_url,
         customer_id=CUSTOMER_ID,
         secret_key=SecretStr(SECRET),
-        api_key=SecretStr("apikey-canary-77aa"),
         mint_retry=retry,
         send_retry=retry,
         timeouts=timeouts or FlinksTimeouts(),

@@ -9,10 +9,10 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from app.flinks import (
-    Challenge,
     Connected,
     Failed,
     FlinksBadResponse,
+    FlinksChallenge,
     FlinksClient,
     FlinksRejected,
     FlinksTimeout,
@@ -135,8 +135,8 @@ async def test_203_is_mfa_required_with_the_token_to_answer_with(
     assert outcome.request_id == REQUEST_ID
     assert outcome.institution == "FlinksCapital"
     assert outcome.challenges == (
-        Challenge("QuestionAndAnswer", "What shape do people like most?"),
-        Challenge("QuestionAndAnswer", "2 + 2?"),
+        FlinksChallenge("QuestionAndAnswer", "What shape do people like most?"),
+        FlinksChallenge("QuestionAndAnswer", "2 + 2?"),
     )
     assert outcome.token.get_secret_value() == fake.minted[0]
     assert fake.minted[0] not in repr(outcome)

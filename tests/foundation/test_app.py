@@ -3,22 +3,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import time
-from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.embedded_redis import EmbeddedRedis
+from app.flows import INSTITUTION_ID_PATTERN
 from app.main import create_app
 from app.observability import configure_logging
+from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings, serve_in_process
-from tests.redis_server import start_embedded_redis
-from tests.waiting import wait_until_async
+from tests.redis_server import RedisServer
+from tests.sandbox.server import running_sandbox
+from tests.waiting import wait_until, wait_until_async
 
 PROBLEM = "application/problem+json"
 
@@ -146,15 +148,24 @@ def _redis_connections_named(url: str, name: str) -> int:
         direct.close()
 
 
-async def test_lifespan_closes_its_clients(settings: object, redis_url: str) -> None:
-    app = create_app(settings)  # type: ignore[arg-type]
-    async with serve_in_process(app) as client:
-        assert (await client.get("/readyz")).status_code == 200
-        services = app.state.services
-        assert _redis_connections_named(redis_url, "flinks-bff") >= 1
-        assert not services.http.is_closed
-    assert services.http.is_closed
-    assert _redis_connections_named(redis_url, "flinks-bff") == 0
+async def test_lifespan_closes_its_clients(redis_url: str, redis: Redis) -> None:
+    with running_sandbox(SandboxSettings()) as flinks:
+        settings = make_settings(
+            redis_url,
+            FLINKS_API_URL=flinks.base_url,
+            FLINKS_CUSTOMER_ID=flinks.customer_id,
+            FLINKS_SECRET_KEY=flinks.settings.secret_key,
+        )
+        async with serve_in_process(create_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            assert (await client.post("/v1/authorize-tokens", json={})).status_code == 201
+            assert _redis_connections_named(redis_url, "flinks-bff") >= 1
+            assert flinks.served.open_connections() == 1  # the BFF's kept-alive connection
+        assert _redis_connections_named(redis_url, "flinks-bff") == 0
+        wait_until(
+            lambda: flinks.served.open_connections() == 0,
+            what="the BFF's connection to Flinks to be closed",
+        )
 
 
 def _port_open(port: int) -> bool:
@@ -163,26 +174,23 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_embedded_server_starts_and_stops_with_the_app() -> None:
+async def test_embedded_server_starts_and_stops_with_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.embedded_redis")
     app = create_app(make_settings(None))
-    async with LifespanManager(app):
-        embedded = app.state.services.embedded_redis
-        assert embedded is not None
-        assert embedded.is_running()
-        port = embedded.port
+    async with serve_in_process(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        # Where it listens is what `app.embedded_redis` logs as it starts.
+        (started,) = [r for r in caplog.records if r.getMessage() == "embedded_redis.started"]
+        port = int(started.__dict__["port"])  # logged as `extra`
         assert _port_open(port)
-        client = Redis.from_url(embedded.url)
-        assert await client.set("k", "v", ex=5)
-        await client.aclose()
-    assert not embedded.is_running()
+        direct = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+        assert await direct.set("k", "v", ex=5)
+        await direct.aclose()
     assert not _port_open(port)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[EmbeddedRedis]:
-    server = start_embedded_redis()
-    yield server
-    server.stop()
+    stopped = [r for r in caplog.records if r.getMessage() == "embedded_redis.stopped"]
+    assert [r.__dict__["port"] for r in stopped] == [port]
 
 
 async def _wait_for(client: httpx.AsyncClient, status: int, within: float) -> None:
@@ -195,7 +203,7 @@ async def _wait_for(client: httpx.AsyncClient, status: int, within: float) -> No
 
 
 async def test_readyz_503_when_redis_dies_and_200_when_it_returns(
-    own_redis: EmbeddedRedis,
+    own_redis: RedisServer,
 ) -> None:
     app = create_app(make_settings(own_redis.url))
     async with serve_in_process(app) as client:
@@ -210,7 +218,7 @@ async def test_readyz_503_when_redis_dies_and_200_when_it_returns(
         await _wait_for(client, 200, within=10)
 
 
-async def test_readyz_503_within_bounds_when_redis_is_frozen(own_redis: EmbeddedRedis) -> None:
+async def test_readyz_503_within_bounds_when_redis_is_frozen(own_redis: RedisServer) -> None:
     app: FastAPI = create_app(make_settings(own_redis.url))
     async with serve_in_process(app) as client:
         assert (await client.get("/readyz")).status_code == 200
@@ -230,7 +238,7 @@ async def test_readyz_503_within_bounds_when_redis_is_frozen(own_redis: Embedded
     ("policy", "ready"), [("noeviction", True), ("volatile-ttl", True), ("allkeys-lru", False)]
 )
 async def test_readiness_refuses_a_redis_that_may_evict_any_key(
-    own_redis: EmbeddedRedis, policy: str, ready: bool
+    own_redis: RedisServer, policy: str, ready: bool
 ) -> None:
     direct = Redis.from_url(own_redis.url)
     await direct.config_set("maxmemory-policy", policy)
@@ -249,3 +257,11 @@ async def test_the_demo_page_moves_to_the_public_url_host(client: httpx.AsyncCli
         moved = await client.get("/", headers={"Host": host})
         assert moved.status_code == 307
         assert moved.headers["location"] == "http://127.0.0.1:8000/"
+
+
+def test_the_demo_page_checks_institution_ids_with_the_domain_pattern() -> None:
+    """app.js cannot import Python: it mirrors the one definition, and this keeps them equal."""
+    script = (Path(__file__).parents[2] / "app" / "web" / "app.js").read_text()
+    mirrored = re.search(r"var INSTITUTION_ID = /(.+)/;", script)
+    assert mirrored is not None
+    assert mirrored.group(1) == INSTITUTION_ID_PATTERN

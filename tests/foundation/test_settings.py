@@ -29,11 +29,11 @@ def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 
 def test_development_starts_with_nothing_set() -> None:
     settings = load_settings(_env_file=None)
-    assert settings.env == "development"
+    assert settings.bff_env == "development"
     assert settings.redis_url is None
     assert settings.oauth_redirect_uri == "http://127.0.0.1:8000/v1/oauth/callback"
-    assert settings.flinks_api_url == "https://toolbox-api.private.fin.ag"
-    assert settings.flinks_connect_url == "https://toolbox-iframe.private.fin.ag/v2/"
+    assert settings.flinks_base_url == "https://toolbox-api.private.fin.ag"
+    assert settings.connect_page_url == "https://toolbox-iframe.private.fin.ag/v2/"
     assert settings.connect_origin == "https://toolbox-iframe.private.fin.ag"
 
 
@@ -41,7 +41,7 @@ def test_complete_production_configuration_is_accepted(monkeypatch: pytest.Monke
     _env(monkeypatch, PRODUCTION_OK)
     settings = load_settings(_env_file=None)
     assert settings.is_production
-    assert settings.return_urls == ("https://app.example.com/linked",)
+    assert settings.bff_return_urls == ("https://app.example.com/linked",)
     assert "prod-secret-value" not in repr(settings)
 
 
@@ -126,17 +126,17 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BFF_RETURN_URLS", " https://a.example/x , https://b.example/y ")
     monkeypatch.setenv("BFF_CORS_ORIGINS", "https://a.example,https://b.example/")
     settings = load_settings(_env_file=None)
-    assert settings.return_urls == ("https://a.example/x", "https://b.example/y")
-    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.bff_return_urls == ("https://a.example/x", "https://b.example/y")
+    assert settings.bff_cors_origins == ("https://a.example", "https://b.example")
 
 
 def test_explicit_flinks_urls_override_the_instance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLINKS_INSTANCE", "acme")
-    assert load_settings(_env_file=None).flinks_api_url == "https://acme-api.private.fin.ag"
+    assert load_settings(_env_file=None).flinks_base_url == "https://acme-api.private.fin.ag"
     monkeypatch.setenv("FLINKS_API_URL", "http://127.0.0.1:8001/")
     monkeypatch.setenv("FLINKS_CONNECT_URL", "http://127.0.0.1:8001/v2/")
     settings = load_settings(_env_file=None)
-    assert settings.flinks_api_url == "http://127.0.0.1:8001"
+    assert settings.flinks_base_url == "http://127.0.0.1:8001"
     assert settings.connect_origin == "http://127.0.0.1:8001"
 
 
@@ -145,7 +145,7 @@ def test_dotenv_file_is_read(tmp_path: os.PathLike[str]) -> None:
     with open(env_file, "w") as handle:
         handle.write("BFF_STATE_TTL=42\nFLINKS_DEMO=true\n")
     settings = Settings(_env_file=env_file)
-    assert settings.state_ttl == 42
+    assert settings.bff_state_ttl == 42
     assert settings.flinks_demo is True
 
 
@@ -174,7 +174,7 @@ def test_the_example_env_file_loads_as_is() -> None:
 
     example = Path(__file__).resolve().parents[2] / ".env.example"
     settings = Settings(_env_file=example)
-    assert settings.env == "development"
+    assert settings.bff_env == "development"
     assert settings.redis_url is None  # `REDIS_URL=` means unset
     assert settings.flinks_institutions  # the default list
 
@@ -291,3 +291,18 @@ def test_serve_names_a_flinks_url_with_userinfo_without_a_traceback(
     assert "FLINKS_API_URL" in result.stderr
     assert "Traceback" not in result.stderr
     assert "pw@" not in result.stderr
+
+
+def test_every_field_is_read_from_the_variable_of_its_own_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No aliases: a field's name is its variable's name, so the two cannot drift apart."""
+    for name, field in Settings.model_fields.items():
+        assert field.validation_alias is None, name
+        assert field.alias is None, name
+    monkeypatch.setenv("BFF_SESSION_TTL", "77")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/3")
+    monkeypatch.setenv("FLINKS_BREAKER_RESET", "7")
+    settings = load_settings(_env_file=None)
+    assert (settings.bff_session_ttl, settings.flinks_breaker_reset) == (77, 7)
+    assert str(settings.redis_url) == "redis://127.0.0.1:6379/3"

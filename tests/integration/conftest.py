@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from app.sandbox.config import SandboxSettings
 from app.settings import Settings
-from tests.conftest import browser, make_settings
+from tests.conftest import asgi_client, make_settings
 from tests.sandbox.server import SandboxHandle, running_sandbox
 
 PASSWORD = "Everyday"
@@ -110,5 +110,5 @@ def settings(redis_url: str, redis: Redis, sandbox: Sandbox) -> Settings:
 @pytest.fixture
 async def other_browser(running_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     """A second cookie jar against the same running app."""
-    async with browser(running_app) as client:
+    async with asgi_client(running_app) as client:
         yield client

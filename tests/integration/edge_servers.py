@@ -23,8 +23,8 @@ def edge_bff(app: ASGIApp, settings: Settings) -> Iterator[str]:
     """uvicorn in a thread, with the edge protocol and the limits of `settings`; the base URL."""
     protocol = edge_protocol(EdgeLimits.from_settings(settings))
     options = {"log_config": None, "http": protocol}
-    with serve_in_thread(app, name="bff", options=options) as url:
-        yield url
+    with serve_in_thread(app, name="bff", options=options) as served:
+        yield served.url
 
 
 @dataclass

@@ -31,8 +31,8 @@ def bff_in_thread(app: ASGIApp, reservation: PortReservation | None = None) -> I
     redirect_uri)."""
     with serve_in_thread(
         app, reservation=reservation, name="bff", options={"log_config": None}
-    ) as url:
-        yield url
+    ) as served:
+        yield served.url
 
 
 @dataclass

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from app.flows.service import PENDING_RECHECK
 from app.main import create_app
 from app.store import PREFIX
 from tests.clock import FakeClock
@@ -293,6 +292,24 @@ async def test_bad_input_is_refused_before_anything_happens(
     assert await sandbox.authorize_calls() == []
 
 
+async def test_complete_refuses_fields_it_would_not_use(
+    client: httpx.AsyncClient, sandbox: Sandbox
+) -> None:
+    """`account_ids` was once accepted and silently dropped: a caller must not believe the BFF
+    limited the link to some accounts."""
+    started = await start(client)
+    login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+    response = await client.post(
+        f"/v1/connect/sessions/{started['flow_id']}/complete",
+        json={"login_id": login_id, "account_ids": ["a1"]},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", "account_ids"]]
+    assert await sandbox.authorize_calls() == []
+    assert (await client.get(f"/v1/flows/{started['flow_id']}")).json()["status"] == "started"
+
+
 async def test_return_url_on_the_allow_list_becomes_the_redirect_url(
     client: httpx.AsyncClient,
 ) -> None:
@@ -317,14 +334,18 @@ async def test_redis_holds_no_plaintext_login_id(
 
 
 async def test_a_pending_flow_is_rechecked_with_a_cached_authorize_once_due(
-    app: FastAPI, client: httpx.AsyncClient, sandbox: Sandbox
+    redis_url: str, sandbox: Sandbox
 ) -> None:
-    flows = app.state.services.flows
-    flows.config = replace(flows.config, pending_recheck=timedelta(0))
-    started = await start(client)
-    login_id = await sandbox.issue_login("test_dispatched")
-    assert (await complete(client, started["flow_id"], login_id)).json()["status"] == "pending"
-    status = await client.get(f"/v1/flows/{started['flow_id']}")
+    clock = FakeClock()
+    async with serve_in_process(
+        create_app(bff_settings(redis_url, sandbox), clock=clock)
+    ) as client:
+        started = await start(client)
+        login_id = await sandbox.issue_login("test_dispatched")
+        completed = await complete(client, started["flow_id"], login_id)
+        assert completed.json()["status"] == "pending"
+        clock.advance(PENDING_RECHECK.total_seconds())
+        status = await client.get(f"/v1/flows/{started['flow_id']}")
     assert status.status_code == 200
     live, recheck = await sandbox.authorize_calls()
     assert (recheck["login_id"], recheck["most_recent_cached"]) == (login_id, True)

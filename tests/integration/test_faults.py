@@ -6,16 +6,14 @@ Each scenario records whether it was survived; the suite prints the tally ("faul
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.embedded_redis import EmbeddedRedis
 from app.main import create_app
 from app.store import flow_key
 from tests.clock import FakeClock
@@ -23,7 +21,7 @@ from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.oauth_steps import linked_callback
-from tests.redis_server import start_embedded_redis
+from tests.redis_server import RedisServer
 from tests.waiting import wait_until_async
 
 # A Redis that does not answer costs a request two socket timeouts (app/store.py) before its
@@ -86,15 +84,6 @@ async def _timed(request: Any) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
-@pytest.fixture
-async def own_redis() -> AsyncIterator[EmbeddedRedis]:
-    server = start_embedded_redis()
-    yield server
-    with contextlib.suppress(RuntimeError):
-        server.resume()
-    server.stop()
-
-
 async def _faults(sandbox: Sandbox, **config: Any) -> None:
     response = await sandbox.http.put("/__sandbox/faults", json=config)
     assert response.status_code == 200, response.text
@@ -103,7 +92,7 @@ async def _faults(sandbox: Sandbox, **config: Any) -> None:
 # -- Redis ---------------------------------------------------------------------------------
 
 
-async def test_redis_killed(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+async def test_redis_killed(own_redis: RedisServer, sandbox: Sandbox) -> None:
     app = create_app(bff_settings(own_redis.url, sandbox))
     async with serve_in_process(app) as client:
         started = (await client.post("/v1/connect/sessions", json={})).json()
@@ -121,7 +110,7 @@ async def test_redis_killed(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
     assert await sandbox.authorize_calls() == []
 
 
-async def test_redis_frozen(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+async def test_redis_frozen(own_redis: RedisServer, sandbox: Sandbox) -> None:
     app = create_app(bff_settings(own_redis.url, sandbox))
     async with serve_in_process(app) as client:
         callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
@@ -148,7 +137,7 @@ async def test_redis_frozen(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
         assert len(await sandbox.authorize_calls()) == 1
 
 
-async def test_redis_paused_clients(own_redis: EmbeddedRedis, sandbox: Sandbox) -> None:
+async def test_redis_paused_clients(own_redis: RedisServer, sandbox: Sandbox) -> None:
     app = create_app(bff_settings(own_redis.url, sandbox))
     direct = Redis.from_url(own_redis.url)
     async with serve_in_process(app) as client:
@@ -298,7 +287,7 @@ async def test_the_circuit_breaker_stops_hammering_and_recovers(
 
 
 async def test_redis_frozen_while_flinks_answer_is_saved(
-    own_redis: EmbeddedRedis, sandbox: Sandbox
+    own_redis: RedisServer, sandbox: Sandbox
 ) -> None:
     """The client is told to read the status again, never that the flow failed; the flow then
     reads as what really happened, and a retried complete answers that, not a conflict."""

@@ -13,10 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from app.main import create_app
+from app.store import POOL_SIZE
 from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.edge_servers import connect, edge_bff, head, read_response
+from tests.redis_server import RedisServer
 from tests.waiting import scaled, wait_until_async
 
 CAP = 4
@@ -91,30 +93,36 @@ async def test_the_redis_pool_is_open_before_traffic_and_a_burst_opens_no_more(
     before = await _bff_connections(redis)
     app = create_app(bff_settings(redis_url, sandbox))
     async with serve_in_process(app) as client:
-        size = app.state.services.store.redis.connection_pool.max_connections
-        assert await _bff_connections(redis) == before + size
+        assert await _bff_connections(redis) == before + POOL_SIZE
         responses = await asyncio.gather(
-            *(client.post("/v1/connect/sessions", json={}) for _ in range(2 * size))
+            *(client.post("/v1/connect/sessions", json={}) for _ in range(2 * POOL_SIZE))
         )
         assert {r.status_code for r in responses} == {201}
         # Connecting during a burst is what timed out against a healthy Redis.
-        assert await _bff_connections(redis) == before + size
+        assert await _bff_connections(redis) == before + POOL_SIZE
 
 
-async def test_a_request_that_finds_every_redis_connection_busy_waits_for_one(
-    redis_url: str, redis: Redis, sandbox: Sandbox
+async def test_requests_that_find_every_redis_connection_busy_wait_for_one(
+    own_redis: RedisServer, sandbox: Sandbox
 ) -> None:
-    app = create_app(bff_settings(redis_url, sandbox))
+    app = create_app(bff_settings(own_redis.url, sandbox))
+    burst = 2 * POOL_SIZE
     async with serve_in_process(app) as client:
-        pool = app.state.services.store.redis.connection_pool
-        busy = [await pool.get_connection() for _ in range(pool.max_connections)]
-        start = asyncio.create_task(client.post("/v1/connect/sessions", json={}))
-        # Every connection stays busy for longer than the pool wait that used to fail requests.
-        await asyncio.sleep(BUSY_SECONDS)
-        for connection in busy:
-            await pool.release(connection)
-        response = await start
-    assert response.status_code == 201, response.text
+        flow_id = (await client.post("/v1/connect/sessions", json={})).json()["flow_id"]
+        own_redis.pause()
+        try:
+            # A status read asks Redis first (whose session is this?). Frozen, Redis keeps
+            # every pool connection busy with one read; the other half of the burst waits.
+            reads = [asyncio.create_task(client.get(f"/v1/flows/{flow_id}")) for _ in range(burst)]
+            await wait_until_async(
+                lambda: _check_in_flight(client, burst), what=f"{burst} requests in flight"
+            )
+            # Busy for longer than the pool wait that used to fail requests.
+            await asyncio.sleep(BUSY_SECONDS)
+        finally:
+            own_redis.resume()
+        responses = await asyncio.gather(*reads)
+    assert Counter(r.status_code for r in responses) == {200: burst}
 
 
 @pytest.mark.capacity

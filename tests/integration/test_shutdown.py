@@ -15,20 +15,38 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import serve_in_process
 from tests.integration.conftest import ANSWERS, PASSWORD, Sandbox
 from tests.integration.servers import READY_TIMEOUT
 from tests.ports import reserve_port
 from tests.sandbox.server import SandboxHandle
-from tests.waiting import scaled, wait_until
+from tests.waiting import scaled, wait_until, wait_until_async
 
 
-async def test_readiness_turns_503_while_draining(client: httpx.AsyncClient, app: object) -> None:
-    assert (await client.get("/readyz")).status_code == 200
-    app.state.services.drain.start()  # type: ignore[attr-defined]
-    response = await client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["code"] == "shutting_down"
-    assert (await client.get("/livez")).status_code == 200
+async def test_readiness_turns_503_on_sigterm_and_the_server_still_hears_it(
+    settings: Settings,
+) -> None:
+    heard: list[int] = []
+    # Stands in for the server's own SIGTERM handler (uvicorn's), which the app chains to; it
+    # also keeps the signal from ending this test process.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: heard.append(signum))
+    try:
+        async with serve_in_process(create_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            os.kill(os.getpid(), signal.SIGTERM)
+
+            async def draining() -> bool:
+                return (await client.get("/readyz")).status_code == 503
+
+            await wait_until_async(draining, what="/readyz to answer 503 after SIGTERM")
+            response = await client.get("/readyz")
+            assert response.json()["code"] == "shutting_down"
+            assert (await client.get("/livez")).status_code == 200
+        assert heard == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _mints(bank: httpx.Client) -> int:

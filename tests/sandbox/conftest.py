@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from app.sandbox.config import SandboxSettings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import SandboxHandle, running_sandbox
 
 
@@ -42,5 +42,5 @@ def sandbox(_default_sandbox: SandboxHandle, http: httpx.Client) -> SandboxHandl
 
 
 @pytest.fixture
-def flinks(sandbox: SandboxHandle, http: httpx.Client) -> FlinksClient:
-    return FlinksClient(sandbox, http)
+def flinks(sandbox: SandboxHandle, http: httpx.Client) -> SandboxApi:
+    return SandboxApi(sandbox, http)

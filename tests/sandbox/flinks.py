@@ -1,4 +1,5 @@
-"""A small Flinks client for the sandbox tests: Flinks' paths, headers and bodies, nothing more."""
+"""`SandboxApi`: raw calls to the sandbox's Flinks API for the sandbox tests (Flinks' paths,
+headers and bodies, nothing more). Not the BFF's `app.flinks.FlinksClient`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def answer_for(prompt: str) -> str:
     return ANSWERS[prompt]
 
 
-class FlinksClient:
+class SandboxApi:
     def __init__(self, sandbox: SandboxHandle, http: httpx.Client) -> None:
         self.sandbox = sandbox
         self.http = http

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.config import SandboxSettings
 from app.sandbox.state import SandboxState
-from tests.ports import reserve_port, serve_in_thread
+from tests.ports import Served, reserve_port, serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class SandboxHandle:
     base_url: str
     app: Starlette
     settings: SandboxSettings
+    served: Served
 
     @property
     def app_state(self) -> SandboxState:
@@ -42,18 +43,18 @@ class SandboxHandle:
 
 
 @contextlib.contextmanager
-def running_app(app: Starlette, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve any ASGI app in a background thread; yields its base URL."""
+def serve_quietly(app: Starlette, host: str = "127.0.0.1") -> Iterator[Served]:
+    """Serve an ASGI app without a lifespan in a background thread, logging warnings only."""
     options = {"log_level": "warning", "lifespan": "off", "timeout_graceful_shutdown": 1}
     with serve_in_thread(
         app, reservation=reserve_port(host), name="sandbox", options=options
-    ) as base_url:
-        yield base_url
+    ) as served:
+        yield served
 
 
 @contextlib.contextmanager
 def running_sandbox(settings: SandboxSettings | None = None) -> Iterator[SandboxHandle]:
     settings = settings or SandboxSettings()
     app = create_sandbox_app(settings)
-    with running_app(app) as base_url:
-        yield SandboxHandle(base_url=base_url, app=app, settings=settings)
+    with serve_quietly(app) as served:
+        yield SandboxHandle(base_url=served.url, app=app, settings=settings, served=served)

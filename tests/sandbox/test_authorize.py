@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import ANSWERS, FlinksClient
+from tests.sandbox.flinks import ANSWERS, SandboxApi
 from tests.sandbox.server import SandboxHandle, running_sandbox
 
 LOGIN_KEYS = {"Username", "IsScheduledRefresh", "LastRefresh", "Type", "Id"}
 
 
-def test_greatday_nomfa_gets_the_documented_200_body(flinks: FlinksClient) -> None:
+def test_greatday_nomfa_gets_the_documented_200_body(flinks: SandboxApi) -> None:
     response = flinks.live("greatday_nomfa", Save=True, Language="en")
 
     assert response.status_code == 200
@@ -49,7 +49,7 @@ def test_greatday_nomfa_gets_the_documented_200_body(flinks: FlinksClient) -> No
     uuid.UUID(body["RequestId"])
 
 
-def test_greatday_gets_a_203_challenge_then_200(flinks: FlinksClient) -> None:
+def test_greatday_gets_a_203_challenge_then_200(flinks: SandboxApi) -> None:
     token = flinks.token()
     challenge = flinks.live("Greatday", token=token, Save=True)
 
@@ -69,14 +69,14 @@ def test_greatday_gets_a_203_challenge_then_200(flinks: FlinksClient) -> None:
     assert done.json()["Login"]["Username"] == "Greatday"
 
 
-def test_successive_logins_rotate_through_the_three_questions(flinks: FlinksClient) -> None:
+def test_every_sign_in_starts_with_the_same_question(flinks: SandboxApi) -> None:
+    # Per sign-in, not one sequence shared by everyone (issue 19 item 6): a recipe that answers
+    # the first question works every time, whoever signed in before.
+    flinks.live("Greatday")
+    flinks.live("test_mfa_multiple_choice")
     prompts = [flinks.live("Greatday").json()["SecurityChallenges"][0]["Prompt"] for _ in range(3)]
 
-    assert prompts == [
-        "What city were you born in?",
-        "What is the best country on earth?",
-        "What shape do people like most?",
-    ]
+    assert prompts == ["What city were you born in?"] * 3
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_successive_logins_rotate_through_the_three_questions(flinks: FlinksClie
     ],
 )
 def test_error_users_get_their_documented_outcome(
-    flinks: FlinksClient, username: str, status: int, code: str
+    flinks: SandboxApi, username: str, status: int, code: str
 ) -> None:
     response = flinks.live(username)
 
@@ -100,7 +100,7 @@ def test_error_users_get_their_documented_outcome(
     assert body["Message"]
 
 
-def test_dispatched_carries_a_request_id_to_poll(flinks: FlinksClient) -> None:
+def test_dispatched_carries_a_request_id_to_poll(flinks: SandboxApi) -> None:
     body = flinks.live("test_dispatched", Save=True).json()
 
     polled = flinks.get(f"GetAccountsDetailAsync/{body['RequestId']}")
@@ -111,7 +111,7 @@ def test_dispatched_carries_a_request_id_to_poll(flinks: FlinksClient) -> None:
     assert polled.status_code in (200, 202)
 
 
-def test_a_wrong_password_is_invalid_login(flinks: FlinksClient) -> None:
+def test_a_wrong_password_is_invalid_login(flinks: SandboxApi) -> None:
     response = flinks.live("Greatday", "Nightly")
 
     assert response.status_code == 401
@@ -119,11 +119,11 @@ def test_a_wrong_password_is_invalid_login(flinks: FlinksClient) -> None:
 
 
 @pytest.mark.parametrize("username", ["GREATDAY_NOMFA", "GreatDay_NoMfa", " greatday_nomfa "])
-def test_usernames_are_case_insensitive(flinks: FlinksClient, username: str) -> None:
+def test_usernames_are_case_insensitive(flinks: SandboxApi, username: str) -> None:
     assert flinks.live(username).status_code == 200
 
 
-def test_the_documented_lower_case_example_works(flinks: FlinksClient) -> None:
+def test_the_documented_lower_case_example_works(flinks: SandboxApi) -> None:
     body = {
         "Username": "greatday",
         "Password": "everyday",
@@ -137,9 +137,7 @@ def test_the_documented_lower_case_example_works(flinks: FlinksClient) -> None:
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_json_keys_are_matched_case_insensitively(
-    flinks: FlinksClient, data: st.DataObject
-) -> None:
+def test_json_keys_are_matched_case_insensitively(flinks: SandboxApi, data: st.DataObject) -> None:
     def recase(key: str) -> str:
         flips = data.draw(st.lists(st.booleans(), min_size=len(key), max_size=len(key)))
         return "".join(c.upper() if flip else c.lower() for c, flip in zip(key, flips, strict=True))
@@ -160,12 +158,12 @@ def test_json_keys_are_matched_case_insensitively(
     assert cached.status_code == 200
 
 
-def test_the_csharp_sdk_spelling_username_is_accepted(flinks: FlinksClient) -> None:
+def test_the_csharp_sdk_spelling_username_is_accepted(flinks: SandboxApi) -> None:
     body = {"UserName": "greatday_nomfa", "Password": "Everyday", "Institution": "FlinksCapital"}
     assert flinks.authorize(body).status_code == 200
 
 
-def test_boolean_strings_are_accepted(flinks: FlinksClient) -> None:
+def test_boolean_strings_are_accepted(flinks: SandboxApi) -> None:
     login_id = flinks.live("greatday_nomfa", Save="true").json()["Login"]["Id"]
 
     cached = flinks.authorize({"LoginId": login_id, "MostRecentCached": "true"})
@@ -190,7 +188,7 @@ def test_boolean_strings_are_accepted(flinks: FlinksClient) -> None:
     ],
 )
 def test_incomplete_requests_are_invalid_request(
-    flinks: FlinksClient, body: dict[str, object]
+    flinks: SandboxApi, body: dict[str, object]
 ) -> None:
     response = flinks.authorize(body)
 
@@ -198,7 +196,7 @@ def test_incomplete_requests_are_invalid_request(
     assert response.json()["FlinksCode"] == "INVALID_REQUEST"
 
 
-def test_a_body_that_is_not_json_is_invalid_request(flinks: FlinksClient) -> None:
+def test_a_body_that_is_not_json_is_invalid_request(flinks: SandboxApi) -> None:
     response = flinks.http.post(
         f"{flinks.api}/Authorize",
         content=b"Username=greatday",
@@ -207,18 +205,25 @@ def test_a_body_that_is_not_json_is_invalid_request(flinks: FlinksClient) -> Non
     assert response.json()["FlinksCode"] == "INVALID_REQUEST"
 
 
-def test_the_tag_is_echoed(flinks: FlinksClient) -> None:
+def test_the_tag_is_echoed_on_the_200_but_a_203_is_as_documented(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday", Tag="order-42")
     done = flinks.answer(challenge)
 
-    assert challenge.json()["Tag"] == "order-42"
+    # The documented 203 has no Tag (contract 12.1 #17).
+    assert list(challenge.json()) == [
+        "Links",
+        "HttpStatusCode",
+        "SecurityChallenges",
+        "Institution",
+        "RequestId",
+    ]
     assert done.json()["Tag"] == "order-42"
 
 
 # -- MFA ------------------------------------------------------------------------------------
 
 
-def test_answers_are_case_and_accent_insensitive(flinks: FlinksClient) -> None:
+def test_answers_are_case_and_accent_insensitive(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday")  # first question: the city
     body = challenge.json()
     answer = {"RequestId": body["RequestId"], "SecurityResponses": {
@@ -228,7 +233,7 @@ def test_answers_are_case_and_accent_insensitive(flinks: FlinksClient) -> None:
     assert flinks.authorize(answer).status_code == 200
 
 
-def test_french_prompts_when_language_is_fr(flinks: FlinksClient) -> None:
+def test_french_prompts_when_language_is_fr(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday", Language="fr")
 
     assert challenge.json()["SecurityChallenges"][0]["Prompt"] == "Dans quelle ville êtes-vous né?"
@@ -236,7 +241,7 @@ def test_french_prompts_when_language_is_fr(flinks: FlinksClient) -> None:
 
 
 def test_a_wrong_answer_is_invalid_security_response_and_ends_the_session(
-    flinks: FlinksClient,
+    flinks: SandboxApi,
 ) -> None:
     token = flinks.token()
     challenge = flinks.live("Greatday", token=token).json()
@@ -254,7 +259,7 @@ def test_a_wrong_answer_is_invalid_security_response_and_ends_the_session(
     assert again.json()["FlinksCode"] == "SESSION_NONEXISTENT"
 
 
-def test_an_answer_keyed_to_another_prompt_is_unknown_challenge_key(flinks: FlinksClient) -> None:
+def test_an_answer_keyed_to_another_prompt_is_unknown_challenge_key(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday").json()  # asks the city
     answer = {
         "RequestId": challenge["RequestId"],
@@ -267,7 +272,7 @@ def test_an_answer_keyed_to_another_prompt_is_unknown_challenge_key(flinks: Flin
     assert response.json()["FlinksCode"] == "UNKNOWN_CHALLENGE_KEY"
 
 
-def test_a_continuation_without_answers_gets_the_same_challenge(flinks: FlinksClient) -> None:
+def test_a_continuation_without_answers_gets_the_same_challenge(flinks: SandboxApi) -> None:
     token = flinks.token()
     challenge = flinks.live("Greatday", token=token).json()
 
@@ -277,14 +282,14 @@ def test_a_continuation_without_answers_gets_the_same_challenge(flinks: FlinksCl
     assert again.json()["SecurityChallenges"] == challenge["SecurityChallenges"]
 
 
-def test_an_unknown_request_id_is_session_nonexistent(flinks: FlinksClient) -> None:
+def test_an_unknown_request_id_is_session_nonexistent(flinks: SandboxApi) -> None:
     response = flinks.authorize({"RequestId": str(uuid.uuid4()), "SecurityResponses": {"x": ["y"]}})
 
     assert response.status_code == 400
     assert response.json()["FlinksCode"] == "SESSION_NONEXISTENT"
 
 
-def test_mfa_sessions_expire_after_8_minutes_of_inactivity(flinks: FlinksClient) -> None:
+def test_mfa_sessions_expire_after_8_minutes_of_inactivity(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday")
     flinks.control("POST", "clock", {"advance_seconds": 481})
 
@@ -295,7 +300,7 @@ def test_mfa_sessions_expire_after_8_minutes_of_inactivity(flinks: FlinksClient)
 
 def test_mfa_rounds_can_ask_all_three_questions(http: httpx.Client) -> None:
     with running_sandbox(clean_settings(mfa_rounds=3)) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         token = client.token()
         response = client.live("Greatday", token=token)
         prompts = []
@@ -310,7 +315,7 @@ def test_mfa_rounds_can_ask_all_three_questions(http: httpx.Client) -> None:
 # -- token reuse (contract sections 9.2 and 10) ---------------------------------------------
 
 
-def test_the_same_token_continues_only_its_own_mfa_session(flinks: FlinksClient) -> None:
+def test_the_same_token_continues_only_its_own_mfa_session(flinks: SandboxApi) -> None:
     token_a, token_b = flinks.token(), flinks.token()
     session_a = flinks.live("Greatday", token=token_a)
     session_b = flinks.live("Greatday", token=token_b)
@@ -325,7 +330,7 @@ def test_the_same_token_continues_only_its_own_mfa_session(flinks: FlinksClient)
     assert after.status_code == 401
 
 
-def test_a_used_token_cannot_start_anything_else(flinks: FlinksClient) -> None:
+def test_a_used_token_cannot_start_anything_else(flinks: SandboxApi) -> None:
     token = flinks.token()
     challenge = flinks.live("Greatday", token=token)
 
@@ -338,13 +343,13 @@ def test_a_used_token_cannot_start_anything_else(flinks: FlinksClient) -> None:
     assert reuse_after_success.json()["FlinksCode"] == "ACCESS_DENIED"
 
 
-def test_a_fresh_token_may_carry_the_continuation(flinks: FlinksClient) -> None:
+def test_a_fresh_token_may_carry_the_continuation(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday")
 
     assert flinks.answer(challenge, token=flinks.token()).status_code == 200
 
 
-def test_authorize_without_a_token_is_refused(flinks: FlinksClient) -> None:
+def test_authorize_without_a_token_is_refused(flinks: SandboxApi) -> None:
     body = {"Username": "greatday_nomfa", "Password": "Everyday", "Institution": "FlinksCapital"}
     missing = flinks.post("Authorize", body)
     secret = flinks.post("Authorize", body, **{"flinks-auth-key": flinks.secret})
@@ -354,7 +359,7 @@ def test_authorize_without_a_token_is_refused(flinks: FlinksClient) -> None:
     assert secret.json()["FlinksCode"] == "ACCESS_DENIED"
 
 
-def test_authorize_calls_are_recorded(flinks: FlinksClient, sandbox: SandboxHandle) -> None:
+def test_authorize_calls_are_recorded(flinks: SandboxApi, sandbox: SandboxHandle) -> None:
     token = flinks.token()
     challenge = flinks.live("Greatday", token=token, Save=True)
     flinks.answer(challenge, token=token)

@@ -9,16 +9,16 @@ import httpx
 import pytest
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import ANSWERS, PASSWORD, FlinksClient
+from tests.sandbox.flinks import ANSWERS, PASSWORD, SandboxApi
 from tests.sandbox.server import running_sandbox
 
 
-def _api(flinks: FlinksClient, path: str, body: dict[str, Any]) -> httpx.Response:
+def _api(flinks: SandboxApi, path: str, body: dict[str, Any]) -> httpx.Response:
     return flinks.http.post(f"{flinks.sandbox.base_url}/v2/api/{path}", json=body)
 
 
 def _submit(
-    flinks: FlinksClient, username: str, password: str = PASSWORD, **extra: Any
+    flinks: SandboxApi, username: str, password: str = PASSWORD, **extra: Any
 ) -> httpx.Response:
     body = {"institution": "FlinksCapital", "username": username, "password": password, **extra}
     if "session" not in body:
@@ -27,7 +27,7 @@ def _submit(
 
 
 @pytest.mark.parametrize("path", ["/v2/", "/", "/v2/?demo=true&authorizeToken=abc"])
-def test_the_page_is_served_without_external_resources(flinks: FlinksClient, path: str) -> None:
+def test_the_page_is_served_without_external_resources(flinks: SandboxApi, path: str) -> None:
     page = flinks.http.get(flinks.sandbox.base_url + path)
     script = flinks.http.get(f"{flinks.sandbox.base_url}/v2/static/connect.js")
     css = flinks.http.get(f"{flinks.sandbox.base_url}/v2/static/connect.css")
@@ -44,14 +44,14 @@ def test_the_page_is_served_without_external_resources(flinks: FlinksClient, pat
     assert '"*"' in script.text
 
 
-def test_v2_without_slash_keeps_the_query(flinks: FlinksClient) -> None:
+def test_v2_without_slash_keeps_the_query(flinks: SandboxApi) -> None:
     response = flinks.http.get(f"{flinks.sandbox.base_url}/v2?demo=true&x=1")
 
     assert response.status_code == 301
     assert response.headers["location"] == "/v2/?demo=true&x=1"
 
 
-def test_token_check_does_not_consume_but_credentials_do(flinks: FlinksClient) -> None:
+def test_token_check_does_not_consume_but_credentials_do(flinks: SandboxApi) -> None:
     token = flinks.token()
 
     checks = [_api(flinks, "token", {"authorizeToken": token}).status_code for _ in range(2)]
@@ -66,7 +66,7 @@ def test_token_check_does_not_consume_but_credentials_do(flinks: FlinksClient) -
     assert resubmitted.status_code == 401
 
 
-def test_nomfa_connects_with_a_saved_login_and_a_request_id(flinks: FlinksClient) -> None:
+def test_nomfa_connects_with_a_saved_login_and_a_request_id(flinks: SandboxApi) -> None:
     body = _submit(flinks, "greatday_nomfa").json()
 
     assert body["outcome"] == "connected"
@@ -79,7 +79,7 @@ def test_nomfa_connects_with_a_saved_login_and_a_request_id(flinks: FlinksClient
     assert {a["Id"] for a in summary.json()["Accounts"]} == {a["id"] for a in body["accounts"]}
 
 
-def test_mfa_then_connected(flinks: FlinksClient) -> None:
+def test_mfa_then_connected(flinks: SandboxApi) -> None:
     mfa = _submit(flinks, "Greatday", language="fr").json()
 
     assert mfa["outcome"] == "mfa"
@@ -94,7 +94,7 @@ def test_mfa_then_connected(flinks: FlinksClient) -> None:
     assert live.status_code == 203
 
 
-def test_retries_reuse_the_session_until_maximum_retry(flinks: FlinksClient) -> None:
+def test_retries_reuse_the_session_until_maximum_retry(flinks: SandboxApi) -> None:
     first = _submit(flinks, "Greatday", "bad", maximumRetry=2).json()
     second = _submit(flinks, "Greatday", "bad", session=first["session"]).json()
     locked = _submit(flinks, "greatday_nomfa", session=first["session"])
@@ -110,7 +110,7 @@ def test_retries_reuse_the_session_until_maximum_retry(flinks: FlinksClient) -> 
     assert locked.json()["flinksCode"] == "MAXIMUM_RETRY_REACHED"
 
 
-def test_a_wrong_answer_is_an_error_and_a_retry_starts_over(flinks: FlinksClient) -> None:
+def test_a_wrong_answer_is_an_error_and_a_retry_starts_over(flinks: SandboxApi) -> None:
     mfa = _submit(flinks, "Greatday").json()
     wrong = _api(flinks, "mfa", {"session": mfa["session"], "responses": {"x": ["y"]}}).json()
     retry = _submit(flinks, "greatday_nomfa", session=mfa["session"]).json()
@@ -121,7 +121,7 @@ def test_a_wrong_answer_is_an_error_and_a_retry_starts_over(flinks: FlinksClient
 
 
 @pytest.mark.parametrize("username", ["test_disabled_account", "test_service_unavailable"])
-def test_error_users_get_a_login_id_in_redirect_mode(flinks: FlinksClient, username: str) -> None:
+def test_error_users_get_a_login_id_in_redirect_mode(flinks: SandboxApi, username: str) -> None:
     body = _submit(flinks, username).json()
 
     assert body["outcome"] == "connected"
@@ -138,21 +138,21 @@ def test_error_users_are_reported_in_event_mode(
     http: httpx.Client, username: str, code: str
 ) -> None:
     with running_sandbox(clean_settings(connect_error_users="event")) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         body = _submit(client, username).json()
 
     assert body["outcome"] == "error"
     assert body["flinksCode"] == code
 
 
-def test_dispatched_connects_with_a_request_id(flinks: FlinksClient) -> None:
+def test_dispatched_connects_with_a_request_id(flinks: SandboxApi) -> None:
     body = _submit(flinks, "test_dispatched").json()
 
     assert body["outcome"] == "connected"
     assert body["requestId"]
 
 
-def test_an_unknown_session_or_bad_token(flinks: FlinksClient) -> None:
+def test_an_unknown_session_or_bad_token(flinks: SandboxApi) -> None:
     assert _submit(flinks, "Greatday", session="nope").status_code == 404
     assert _submit(flinks, "Greatday", authorizeToken="nope").status_code == 401
     assert _api(flinks, "mfa", {"session": "nope", "responses": {}}).status_code == 404
@@ -170,7 +170,7 @@ def test_the_token_can_be_made_optional(http: httpx.Client) -> None:
     assert body["outcome"] == "connected"
 
 
-def test_the_connect_shortcut(flinks: FlinksClient) -> None:
+def test_the_connect_shortcut(flinks: SandboxApi) -> None:
     token = flinks.token()
     done = flinks.control(
         "POST",

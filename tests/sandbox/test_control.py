@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import running_sandbox
 
 
-def test_the_call_record_lists_calls_and_can_be_cleared(flinks: FlinksClient) -> None:
+def test_the_call_record_lists_calls_and_can_be_cleared(flinks: SandboxApi) -> None:
     login_id = flinks.connect()["Login"]["Id"]
     flinks.authorize({"LoginId": login_id, "MostRecentCached": True})
 
@@ -34,7 +34,7 @@ def test_the_call_record_lists_calls_and_can_be_cleared(flinks: FlinksClient) ->
     assert flinks.calls() == []
 
 
-def test_reset_forgets_everything(flinks: FlinksClient) -> None:
+def test_reset_forgets_everything(flinks: SandboxApi) -> None:
     token = flinks.token()
     login_id = flinks.connect()["Login"]["Id"]
     flinks.control("PUT", "faults", {"latency_ms": 5})
@@ -56,7 +56,7 @@ def test_reset_forgets_everything(flinks: FlinksClient) -> None:
     assert flinks.authorize({"LoginId": login_id, "MostRecentCached": True}).status_code == 401
 
 
-def test_logins_can_be_issued_and_listed(flinks: FlinksClient) -> None:
+def test_logins_can_be_issued_and_listed(flinks: SandboxApi) -> None:
     issued = flinks.control("POST", "logins", {"username": "test_disabled_account"})
     unknown = flinks.control("POST", "logins", {"username": "nobody"})
     listed = flinks.control("GET", "logins").json()
@@ -75,7 +75,7 @@ def test_logins_can_be_issued_and_listed(flinks: FlinksClient) -> None:
     ]
 
 
-def test_the_clock_only_moves_forward(flinks: FlinksClient) -> None:
+def test_the_clock_only_moves_forward(flinks: SandboxApi) -> None:
     moved = flinks.control("POST", "clock", {"advance_seconds": 90}).json()
     backwards = flinks.control("POST", "clock", {"advance_seconds": -5})
 
@@ -91,7 +91,7 @@ def test_the_control_api_can_be_turned_off(http: httpx.Client) -> None:
 
 def test_the_call_record_is_bounded(http: httpx.Client) -> None:
     with running_sandbox(clean_settings(call_record_limit=3)) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         for _ in range(5):
             client.token()
 
@@ -101,7 +101,7 @@ def test_the_call_record_is_bounded(http: httpx.Client) -> None:
 
 def test_two_sandboxes_in_one_process_do_not_share_state(http: httpx.Client) -> None:
     with running_sandbox(clean_settings()) as one, running_sandbox(clean_settings()) as two:
-        a, b = FlinksClient(one, http), FlinksClient(two, http)
+        a, b = SandboxApi(one, http), SandboxApi(two, http)
         token = a.token()
 
         assert b.live("greatday_nomfa", token=token).status_code == 401

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import running_sandbox
 
 ACCOUNT_KEYS = {
@@ -26,7 +26,7 @@ ACCOUNT_KEYS = {
 }
 
 
-def _detail(flinks: FlinksClient, request_id: str, **options: Any) -> dict[str, Any]:
+def _detail(flinks: SandboxApi, request_id: str, **options: Any) -> dict[str, Any]:
     first = flinks.data("GetAccountsDetail", {"RequestId": request_id, **options})
     assert first.status_code == 202, first.text
     done = flinks.get(f"GetAccountsDetailAsync/{request_id}")
@@ -35,7 +35,7 @@ def _detail(flinks: FlinksClient, request_id: str, **options: Any) -> dict[str, 
     return body
 
 
-def test_summary_lists_the_accounts(flinks: FlinksClient) -> None:
+def test_summary_lists_the_accounts(flinks: SandboxApi) -> None:
     session = flinks.connect()
 
     response = flinks.data("GetAccountsSummary", {"RequestId": session["RequestId"]})
@@ -62,7 +62,7 @@ def test_summary_lists_the_accounts(flinks: FlinksClient) -> None:
         assert 0 <= account["EftEligibleRatio"] <= 1
 
 
-def test_summary_async_answers_the_same(flinks: FlinksClient) -> None:
+def test_summary_async_answers_the_same(flinks: SandboxApi) -> None:
     session = flinks.connect()
 
     post = flinks.data("GetAccountsSummary", {"RequestId": session["RequestId"]}).json()
@@ -71,7 +71,7 @@ def test_summary_async_answers_the_same(flinks: FlinksClient) -> None:
     assert post == get
 
 
-def test_detail_is_pending_first_then_async_answers(flinks: FlinksClient) -> None:
+def test_detail_is_pending_first_then_async_answers(flinks: SandboxApi) -> None:
     session = flinks.connect()
 
     first = flinks.data("GetAccountsDetail", {"RequestId": session["RequestId"]})
@@ -96,7 +96,7 @@ def test_detail_is_pending_first_then_async_answers(flinks: FlinksClient) -> Non
 @pytest.mark.parametrize("polls", [0, 3])
 def test_the_number_of_pending_answers_is_configurable(http: httpx.Client, polls: int) -> None:
     with running_sandbox(clean_settings(detail_pending_polls=polls)) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         request_id = client.connect()["RequestId"]
 
         statuses = [client.data("GetAccountsDetail", {"RequestId": request_id}).status_code]
@@ -107,7 +107,7 @@ def test_the_number_of_pending_answers_is_configurable(http: httpx.Client, polls
         assert statuses == [202] * polls + [200]
 
 
-def test_transactions_are_consistent_and_deterministic(flinks: FlinksClient) -> None:
+def test_transactions_are_consistent_and_deterministic(flinks: SandboxApi) -> None:
     session = flinks.connect()
 
     first = _detail(flinks, session["RequestId"], DaysOfTransactions="Days365")
@@ -130,7 +130,7 @@ def test_transactions_are_consistent_and_deterministic(flinks: FlinksClient) -> 
             assert older["Balance"] == pytest.approx(expected, abs=0.011)
 
 
-def test_days_of_transactions_and_filters(flinks: FlinksClient) -> None:
+def test_days_of_transactions_and_filters(flinks: SandboxApi) -> None:
     request_id = flinks.connect()["RequestId"]
     default = _detail(flinks, request_id)
     chequing_id = default["Accounts"][0]["Id"]
@@ -157,7 +157,7 @@ def test_days_of_transactions_and_filters(flinks: FlinksClient) -> None:
     assert all(a["Balance"]["Current"] is None for a in bare["Accounts"])
 
 
-def test_date_range(flinks: FlinksClient) -> None:
+def test_date_range(flinks: SandboxApi) -> None:
     today = date.today()
     start, end = today - timedelta(days=40), today - timedelta(days=20)
     body = _detail(
@@ -175,7 +175,7 @@ def test_date_range(flinks: FlinksClient) -> None:
 
 
 @pytest.mark.parametrize("endpoint", ["GetAccountsSummary", "GetAccountsDetail"])
-def test_unknown_request_id_is_session_nonexistent(flinks: FlinksClient, endpoint: str) -> None:
+def test_unknown_request_id_is_session_nonexistent(flinks: SandboxApi, endpoint: str) -> None:
     for body in ({"RequestId": "9022abc2-8a2e-4b06-a06e-c3e5449c4d10"}, {}):
         response = flinks.data(endpoint, body)
         assert response.status_code == 400
@@ -184,7 +184,7 @@ def test_unknown_request_id_is_session_nonexistent(flinks: FlinksClient, endpoin
     assert async_get.json()["FlinksCode"] == "SESSION_NONEXISTENT"
 
 
-def test_request_ids_expire_after_30_minutes(flinks: FlinksClient) -> None:
+def test_request_ids_expire_after_30_minutes(flinks: SandboxApi) -> None:
     request_id = flinks.connect()["RequestId"]
     flinks.control("POST", "clock", {"advance_seconds": 1801})
 
@@ -193,7 +193,7 @@ def test_request_ids_expire_after_30_minutes(flinks: FlinksClient) -> None:
     assert response.json()["FlinksCode"] == "SESSION_NONEXISTENT"
 
 
-def test_data_before_mfa_is_answered_is_unauthorized(flinks: FlinksClient) -> None:
+def test_data_before_mfa_is_answered_is_unauthorized(flinks: SandboxApi) -> None:
     challenge = flinks.live("Greatday").json()
 
     response = flinks.data("GetAccountsSummary", {"RequestId": challenge["RequestId"]})
@@ -202,7 +202,7 @@ def test_data_before_mfa_is_answered_is_unauthorized(flinks: FlinksClient) -> No
     assert response.json()["FlinksCode"] == "UNAUTHORIZED"
 
 
-def test_the_api_key_is_checked(flinks: FlinksClient) -> None:
+def test_the_api_key_is_checked(flinks: SandboxApi) -> None:
     request_id = flinks.connect()["RequestId"]
 
     missing = flinks.post("GetAccountsSummary", {"RequestId": request_id})
@@ -215,13 +215,13 @@ def test_the_api_key_is_checked(flinks: FlinksClient) -> None:
 
 def test_the_api_key_check_can_be_disabled(http: httpx.Client) -> None:
     with running_sandbox(clean_settings(api_key="")) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         request_id = client.connect()["RequestId"]
 
         assert client.post("GetAccountsSummary", {"RequestId": request_id}).status_code == 200
 
 
-def test_account_ids_differ_between_logins(flinks: FlinksClient) -> None:
+def test_account_ids_differ_between_logins(flinks: SandboxApi) -> None:
     nomfa = flinks.connect("greatday_nomfa")
     mfa = flinks.connect("Greatday")
 

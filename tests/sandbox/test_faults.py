@@ -8,16 +8,16 @@ import httpx
 import pytest
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import running_sandbox
 from tests.waiting import wait_until
 
 
-def _faults(flinks: FlinksClient, method: str = "PUT", **config: object) -> httpx.Response:
+def _faults(flinks: SandboxApi, method: str = "PUT", **config: object) -> httpx.Response:
     return flinks.control(method, "faults", config)
 
 
-def test_injected_errors_have_the_configured_status_and_flinks_shape(flinks: FlinksClient) -> None:
+def test_injected_errors_have_the_configured_status_and_flinks_shape(flinks: SandboxApi) -> None:
     assert (
         _faults(flinks, error_rate=1.0, error_status=503, error_code="RETRY_LATER").status_code
         == 200
@@ -36,7 +36,7 @@ def test_injected_errors_have_the_configured_status_and_flinks_shape(flinks: Fli
     assert call["status"] == 503
 
 
-def test_remaining_limits_the_number_of_faults(flinks: FlinksClient) -> None:
+def test_remaining_limits_the_number_of_faults(flinks: SandboxApi) -> None:
     _faults(flinks, error_rate=1.0, remaining=2)
 
     statuses = [
@@ -48,7 +48,7 @@ def test_remaining_limits_the_number_of_faults(flinks: FlinksClient) -> None:
     assert flinks.control("GET", "faults").json()["remaining"] == 0
 
 
-def test_faults_can_target_endpoints_and_spare_the_control_api(flinks: FlinksClient) -> None:
+def test_faults_can_target_endpoints_and_spare_the_control_api(flinks: SandboxApi) -> None:
     _faults(flinks, error_rate=1.0, endpoints=["authorize"])
 
     token = flinks.token()  # GenerateAuthorizeToken is spared
@@ -59,7 +59,7 @@ def test_faults_can_target_endpoints_and_spare_the_control_api(flinks: FlinksCli
     assert flinks.http.get(f"{flinks.sandbox.base_url}/v2/").status_code == 200
 
 
-def test_latency_is_added(flinks: FlinksClient) -> None:
+def test_latency_is_added(flinks: SandboxApi) -> None:
     _faults(flinks, latency_ms=150)
 
     started = time.perf_counter()
@@ -68,7 +68,7 @@ def test_latency_is_added(flinks: FlinksClient) -> None:
     assert time.perf_counter() - started >= 0.15
 
 
-def test_dropped_connections(flinks: FlinksClient) -> None:
+def test_dropped_connections(flinks: SandboxApi) -> None:
     _faults(flinks, drop_rate=1.0, remaining=1)
 
     with pytest.raises(httpx.RemoteProtocolError):
@@ -77,7 +77,7 @@ def test_dropped_connections(flinks: FlinksClient) -> None:
     assert flinks.calls("GenerateAuthorizeToken")[0]["fault"] == "drop"
 
 
-def test_timeouts_hold_the_response_after_doing_the_work(flinks: FlinksClient) -> None:
+def test_timeouts_hold_the_response_after_doing_the_work(flinks: SandboxApi) -> None:
     _faults(flinks, timeout_rate=1.0, timeout_seconds=0.6, endpoints=["GenerateAuthorizeToken"])
 
     with pytest.raises(httpx.ReadTimeout):
@@ -94,7 +94,7 @@ def test_timeouts_hold_the_response_after_doing_the_work(flinks: FlinksClient) -
     assert calls[0]["fault"] == "timeout"
 
 
-def test_faults_reset_to_the_configured_ones(flinks: FlinksClient) -> None:
+def test_faults_reset_to_the_configured_ones(flinks: SandboxApi) -> None:
     _faults(flinks, error_rate=0.5)
     patched = _faults(flinks, "PATCH", latency_ms=3).json()
     reset = flinks.control("DELETE", "faults").json()
@@ -115,7 +115,7 @@ def test_faults_reset_to_the_configured_ones(flinks: FlinksClient) -> None:
         {"nonsense": True},
     ],
 )
-def test_invalid_fault_configs_are_refused(flinks: FlinksClient, config: dict[str, object]) -> None:
+def test_invalid_fault_configs_are_refused(flinks: SandboxApi, config: dict[str, object]) -> None:
     response = flinks.control("PUT", "faults", config)
 
     assert response.status_code == 422
@@ -126,7 +126,7 @@ def test_a_seeded_error_rate_is_reproducible(http: httpx.Client) -> None:
     def run() -> list[int]:
         settings = clean_settings(error_rate=0.5, fault_seed=7)
         with running_sandbox(settings) as sandbox:
-            client = FlinksClient(sandbox, http)
+            client = SandboxApi(sandbox, http)
             return [
                 client.post(
                     "GenerateAuthorizeToken", **{"flinks-auth-key": client.secret}

@@ -6,11 +6,11 @@ import httpx
 import pytest
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import running_sandbox
 
 
-def test_a_saved_login_id_works_later_in_cached_mode(flinks: FlinksClient) -> None:
+def test_a_saved_login_id_works_later_in_cached_mode(flinks: SandboxApi) -> None:
     first = flinks.connect("greatday_nomfa")
     login_id = first["Login"]["Id"]
 
@@ -22,7 +22,7 @@ def test_a_saved_login_id_works_later_in_cached_mode(flinks: FlinksClient) -> No
     assert cached.json()["Login"]["LastRefresh"] == first["Login"]["LastRefresh"]
 
 
-def test_an_unsaved_login_id_does_not_work_later(flinks: FlinksClient) -> None:
+def test_an_unsaved_login_id_does_not_work_later(flinks: SandboxApi) -> None:
     login_id = flinks.live("greatday_nomfa", Save=False).json()["Login"]["Id"]
 
     for cached in (True, False):
@@ -31,7 +31,7 @@ def test_an_unsaved_login_id_does_not_work_later(flinks: FlinksClient) -> None:
         assert response.json()["FlinksCode"] == "INVALID_LOGIN"
 
 
-def test_cached_mode_skips_mfa_but_live_mode_asks_again(flinks: FlinksClient) -> None:
+def test_cached_mode_skips_mfa_but_live_mode_asks_again(flinks: SandboxApi) -> None:
     login_id = flinks.connect("Greatday")["Login"]["Id"]
 
     cached = flinks.authorize({"LoginId": login_id, "MostRecentCached": True})
@@ -55,7 +55,7 @@ def test_cached_mode_skips_mfa_but_live_mode_asks_again(flinks: FlinksClient) ->
     ],
 )
 def test_a_login_id_keeps_its_users_behaviour_on_live_authorize(
-    flinks: FlinksClient, username: str, status: int, code: str | None
+    flinks: SandboxApi, username: str, status: int, code: str | None
 ) -> None:
     login_id = flinks.issue_login(username)
 
@@ -65,7 +65,7 @@ def test_a_login_id_keeps_its_users_behaviour_on_live_authorize(
     assert response.json().get("FlinksCode") == code
 
 
-def test_an_unknown_login_id_is_invalid_login(flinks: FlinksClient) -> None:
+def test_an_unknown_login_id_is_invalid_login(flinks: SandboxApi) -> None:
     response = flinks.authorize(
         {"LoginId": "5e115eac-1209-4f19-641c-08d6d484e2fe", "MostRecentCached": True}
     )
@@ -75,7 +75,7 @@ def test_an_unknown_login_id_is_invalid_login(flinks: FlinksClient) -> None:
     assert "LoginId" in response.json()["Message"]
 
 
-def test_login_ids_are_stable_per_user_and_language(flinks: FlinksClient) -> None:
+def test_login_ids_are_stable_per_user_and_language(flinks: SandboxApi) -> None:
     first = flinks.connect("greatday_nomfa")["Login"]["Id"]
     second = flinks.connect("GREATDAY_NOMFA")["Login"]["Id"]
     french = flinks.connect("greatday_nomfa", Language="fr")["Login"]["Id"]
@@ -87,12 +87,12 @@ def test_login_ids_are_stable_per_user_and_language(flinks: FlinksClient) -> Non
 
 def test_login_ids_can_be_random_per_connection(http: httpx.Client) -> None:
     with running_sandbox(clean_settings(stable_login_ids=False)) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
 
         assert client.connect()["Login"]["Id"] != client.connect()["Login"]["Id"]
 
 
-def test_delete_card_makes_the_login_id_invalid(flinks: FlinksClient) -> None:
+def test_delete_card_makes_the_login_id_invalid(flinks: SandboxApi) -> None:
     session = flinks.connect("greatday_nomfa")
     login_id = session["Login"]["Id"]
 
@@ -114,7 +114,7 @@ def test_delete_card_makes_the_login_id_invalid(flinks: FlinksClient) -> None:
     assert data.json()["FlinksCode"] == "SESSION_NONEXISTENT"
 
 
-def test_delete_card_while_data_is_processing_is_card_in_use(flinks: FlinksClient) -> None:
+def test_delete_card_while_data_is_processing_is_card_in_use(flinks: SandboxApi) -> None:
     session = flinks.connect("greatday_nomfa")
     assert flinks.data("GetAccountsDetail", {"RequestId": session["RequestId"]}).status_code == 202
     url = f"{flinks.api}/DeleteCard/{session['Login']['Id']}"
@@ -128,7 +128,7 @@ def test_delete_card_while_data_is_processing_is_card_in_use(flinks: FlinksClien
     assert done.status_code == 200
 
 
-def test_set_scheduled_refresh_answers_a_plain_string(flinks: FlinksClient) -> None:
+def test_set_scheduled_refresh_answers_a_plain_string(flinks: SandboxApi) -> None:
     login_id = flinks.connect("greatday_nomfa")["Login"]["Id"]
     url = f"{flinks.api}/SetScheduledRefresh"
     headers = {"x-api-key": flinks.api_key}
@@ -143,7 +143,7 @@ def test_set_scheduled_refresh_answers_a_plain_string(flinks: FlinksClient) -> N
     assert off.json() == f"LoginId {login_id} has now been deactivated for automatic refresh"
 
 
-def test_set_scheduled_refresh_on_an_unknown_login_is_invalid_login(flinks: FlinksClient) -> None:
+def test_set_scheduled_refresh_on_an_unknown_login_is_invalid_login(flinks: SandboxApi) -> None:
     response = flinks.http.patch(
         f"{flinks.api}/SetScheduledRefresh",
         json={"LoginId": "5e115eac-1209-4f19-641c-08d6d484e2fe", "IsActivated": True},
@@ -154,7 +154,7 @@ def test_set_scheduled_refresh_on_an_unknown_login_is_invalid_login(flinks: Flin
     assert response.json()["FlinksCode"] == "INVALID_LOGIN"
 
 
-def test_schedule_refresh_on_authorize_applies_to_new_cards_only(flinks: FlinksClient) -> None:
+def test_schedule_refresh_on_authorize_applies_to_new_cards_only(flinks: SandboxApi) -> None:
     new = flinks.connect("greatday_nomfa", ScheduleRefresh=True)
     flinks.http.patch(
         f"{flinks.api}/SetScheduledRefresh",

@@ -9,13 +9,13 @@ import httpx
 import pytest
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import ANSWERS, FlinksClient
+from tests.sandbox.flinks import ANSWERS, SandboxApi
 from tests.sandbox.server import SandboxHandle, running_sandbox
 
 CALLBACK = "http://127.0.0.1:8000/v1/oauth/callback"
 
 
-def _start(flinks: FlinksClient, token: str | None = None, **params: str) -> httpx.Response:
+def _start(flinks: SandboxApi, token: str | None = None, **params: str) -> httpx.Response:
     query = {
         "institution_id": "FlinksCapital",
         "redirect_uri": CALLBACK,
@@ -29,7 +29,7 @@ def _start(flinks: FlinksClient, token: str | None = None, **params: str) -> htt
     )
 
 
-def _bank_url(flinks: FlinksClient, **params: str) -> str:
+def _bank_url(flinks: SandboxApi, **params: str) -> str:
     response = _start(flinks, **params)
     assert response.status_code == 302, response.text
     location: str = response.headers["location"]
@@ -40,11 +40,11 @@ def _query(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
-def _complete(flinks: FlinksClient, **body: Any) -> httpx.Response:
+def _complete(flinks: SandboxApi, **body: Any) -> httpx.Response:
     return flinks.control("POST", "oauth/complete", body)
 
 
-def test_authorize_redirects_to_the_sandbox_bank_page(flinks: FlinksClient) -> None:
+def test_authorize_redirects_to_the_sandbox_bank_page(flinks: SandboxApi) -> None:
     location = _bank_url(flinks)
 
     assert location.startswith(f"{flinks.sandbox.base_url}/oauth/bank/")
@@ -56,21 +56,39 @@ def test_authorize_redirects_to_the_sandbox_bank_page(flinks: FlinksClient) -> N
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
-def test_the_token_is_required_and_single_use(flinks: FlinksClient) -> None:
-    token = flinks.token()
-    missing = flinks.http.get(
+def _start_without_token(flinks: SandboxApi) -> httpx.Response:
+    return flinks.http.get(
         f"{flinks.sandbox.base_url}/v3/oauth/authorize",
         params={"institution_id": "FlinksCapital", "redirect_uri": CALLBACK},
+        headers={"Accept": "application/json"},
     )
+
+
+def test_no_token_is_needed_but_one_sent_is_checked_and_single_use(flinks: SandboxApi) -> None:
+    # Flinks documents only an Accept header here (contract 12.1 #10).
+    token = flinks.token()
+    missing = _start_without_token(flinks)
     first = _start(flinks, token)
     second = _start(flinks, token)
     secret = _start(flinks, flinks.secret)
 
-    assert missing.status_code == 401
-    assert missing.json()["FlinksCode"] == "ACCESS_DENIED"
+    assert missing.status_code == 302
+    assert missing.headers["location"].startswith(f"{flinks.sandbox.base_url}/oauth/bank/")
     assert first.status_code == 302
     assert second.status_code == 401
     assert secret.status_code == 401
+
+
+def test_the_oauth_token_switch_can_require_one(flinks: SandboxApi) -> None:
+    assert flinks.control("PATCH", "switches", {"oauth_token": "required"}).status_code == 200
+    token = flinks.token()
+
+    missing = _start_without_token(flinks)
+    first = _start(flinks, token)
+
+    assert missing.status_code == 401
+    assert missing.json()["FlinksCode"] == "ACCESS_DENIED"
+    assert first.status_code == 302
 
 
 @pytest.mark.parametrize(
@@ -84,7 +102,7 @@ def test_the_token_is_required_and_single_use(flinks: FlinksClient) -> None:
     ],
 )
 def test_a_redirect_uri_off_the_whitelist_is_an_error_never_a_redirect(
-    flinks: FlinksClient, redirect_uri: str
+    flinks: SandboxApi, redirect_uri: str
 ) -> None:
     token = flinks.token()
     response = _start(flinks, token, redirect_uri=redirect_uri)
@@ -96,14 +114,14 @@ def test_a_redirect_uri_off_the_whitelist_is_an_error_never_a_redirect(
     assert _start(flinks, token).status_code == 302
 
 
-def test_an_unknown_institution_is_refused(flinks: FlinksClient) -> None:
+def test_an_unknown_institution_is_refused(flinks: SandboxApi) -> None:
     response = _start(flinks, institution_id="RBC")
 
     assert response.status_code == 400
     assert "location" not in response.headers
 
 
-def test_the_guide_spelling_institution_is_accepted(flinks: FlinksClient) -> None:
+def test_the_guide_spelling_institution_is_accepted(flinks: SandboxApi) -> None:
     response = flinks.http.get(
         f"{flinks.sandbox.base_url}/v3/oauth/authorize",
         params={"institution": "FlinksCapital", "redirect_uri": CALLBACK, "state": "x"},
@@ -112,7 +130,7 @@ def test_the_guide_spelling_institution_is_accepted(flinks: FlinksClient) -> Non
     assert response.status_code == 302
 
 
-def test_the_bank_form_logs_in_and_redirects_with_login_id_and_state(flinks: FlinksClient) -> None:
+def test_the_bank_form_logs_in_and_redirects_with_login_id_and_state(flinks: SandboxApi) -> None:
     page = _bank_url(flinks)
 
     response = flinks.http.post(
@@ -131,7 +149,7 @@ def test_the_bank_form_logs_in_and_redirects_with_login_id_and_state(flinks: Fli
     assert flinks.http.get(page).status_code == 410
 
 
-def test_a_wrong_password_shows_the_form_again(flinks: FlinksClient) -> None:
+def test_a_wrong_password_shows_the_form_again(flinks: SandboxApi) -> None:
     page = _bank_url(flinks)
 
     response = flinks.http.post(
@@ -145,7 +163,7 @@ def test_a_wrong_password_shows_the_form_again(flinks: FlinksClient) -> None:
     assert "<b>Greatday" not in response.text
 
 
-def test_mfa_questions_on_the_bank_page(flinks: FlinksClient) -> None:
+def test_mfa_questions_on_the_bank_page(flinks: SandboxApi) -> None:
     page = _bank_url(flinks)
 
     mfa = flinks.http.post(page, data={"username": "Greatday", "password": "Everyday"})
@@ -164,7 +182,7 @@ def test_mfa_questions_on_the_bank_page(flinks: FlinksClient) -> None:
     assert again.status_code == 203
 
 
-def test_the_deny_button_redirects_with_access_denied(flinks: FlinksClient) -> None:
+def test_the_deny_button_redirects_with_access_denied(flinks: SandboxApi) -> None:
     page = _bank_url(flinks)
 
     response = flinks.http.post(page, data={"action": "deny"})
@@ -175,14 +193,14 @@ def test_the_deny_button_redirects_with_access_denied(flinks: FlinksClient) -> N
     assert _query(location)["error_description"] == ["The user denied the access"]
 
 
-def test_french_bank_page(flinks: FlinksClient) -> None:
+def test_french_bank_page(flinks: SandboxApi) -> None:
     page = flinks.http.get(_bank_url(flinks, lang="fr"))
 
     assert "Mot de passe" in page.text
     assert 'lang="fr"' in page.text
 
 
-def test_the_shortcut_completes_the_bank_step(flinks: FlinksClient) -> None:
+def test_the_shortcut_completes_the_bank_step(flinks: SandboxApi) -> None:
     session = _bank_url(flinks).rsplit("/", 1)[1]
 
     response = _complete(
@@ -195,7 +213,7 @@ def test_the_shortcut_completes_the_bank_step(flinks: FlinksClient) -> None:
     assert "loginId" in _query(location)
 
 
-def test_the_shortcut_accepts_the_whole_location_and_deny(flinks: FlinksClient) -> None:
+def test_the_shortcut_accepts_the_whole_location_and_deny(flinks: SandboxApi) -> None:
     response = _complete(flinks, session=_bank_url(flinks), deny=True)
 
     assert _query(response.json()["location"])["error"] == ["access_denied"]
@@ -218,7 +236,7 @@ def test_the_shortcut_accepts_the_whole_location_and_deny(flinks: FlinksClient) 
     ],
 )
 def test_the_shortcut_reports_failures(
-    flinks: FlinksClient, body: dict[str, Any], status: int, error: str
+    flinks: SandboxApi, body: dict[str, Any], status: int, error: str
 ) -> None:
     response = _complete(flinks, session=_bank_url(flinks), **body)
 
@@ -226,7 +244,7 @@ def test_the_shortcut_reports_failures(
     assert response.json()["error"] == error
 
 
-def test_the_shortcut_with_an_unknown_session(flinks: FlinksClient) -> None:
+def test_the_shortcut_with_an_unknown_session(flinks: SandboxApi) -> None:
     assert _complete(flinks, session="nope", username="x", password="y").status_code == 404
 
 
@@ -239,7 +257,7 @@ def test_the_shortcut_with_an_unknown_session(flinks: FlinksClient) -> None:
     ],
 )
 def test_error_users_get_a_login_id_and_fail_on_the_live_authorize(
-    flinks: FlinksClient, username: str, status: int, code: str
+    flinks: SandboxApi, username: str, status: int, code: str
 ) -> None:
     location = _complete(
         flinks, session=_bank_url(flinks), username=username, password="Everyday"
@@ -255,7 +273,7 @@ def test_error_users_get_a_login_id_and_fail_on_the_live_authorize(
 def test_a_redirect_uri_with_a_query_keeps_it(sandbox: SandboxHandle, http: httpx.Client) -> None:
     uri = "https://app.example/cb?flow=1"
     with running_sandbox(clean_settings(redirect_uris=[uri])) as other:
-        client = FlinksClient(other, http)
+        client = SandboxApi(other, http)
         start = http.get(
             f"{other.base_url}/v3/oauth/authorize",
             params={"institution_id": "FlinksCapital", "redirect_uri": uri, "state": "z"},
@@ -270,7 +288,7 @@ def test_a_redirect_uri_with_a_query_keeps_it(sandbox: SandboxHandle, http: http
     assert done.startswith("https://app.example/cb?flow=1&state=z&error=access_denied")
 
 
-def test_oauth_calls_are_recorded(flinks: FlinksClient) -> None:
+def test_oauth_calls_are_recorded(flinks: SandboxApi) -> None:
     token = flinks.token()
     _start(flinks, token, tag="t-1")
 

@@ -8,7 +8,7 @@ import httpx
 
 from app.sandbox.config import TOOLBOX_CUSTOMER_ID, TOOLBOX_SECRET_KEY
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.flinks import FlinksClient
+from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import SandboxHandle, running_sandbox
 
 UNAUTHORIZED = {
@@ -18,7 +18,7 @@ UNAUTHORIZED = {
 }
 
 
-def test_the_toolbox_secret_mints_a_uuid4_token(flinks: FlinksClient) -> None:
+def test_the_toolbox_secret_mints_a_uuid4_token(flinks: SandboxApi) -> None:
     response = flinks.post("GenerateAuthorizeToken", **{"flinks-auth-key": TOOLBOX_SECRET_KEY})
 
     assert response.status_code == 200
@@ -29,7 +29,7 @@ def test_the_toolbox_secret_mints_a_uuid4_token(flinks: FlinksClient) -> None:
     assert flinks.token() != body["Token"]
 
 
-def test_a_missing_or_wrong_secret_gets_flinks_401_body(flinks: FlinksClient) -> None:
+def test_a_missing_or_wrong_secret_gets_flinks_401_body(flinks: SandboxApi) -> None:
     missing = flinks.post("GenerateAuthorizeToken")
     wrong = flinks.post("GenerateAuthorizeToken", **{"flinks-auth-key": str(uuid.uuid4())})
     as_bearer = flinks.post("GenerateAuthorizeToken", Authorization=f"Bearer {TOOLBOX_SECRET_KEY}")
@@ -58,7 +58,7 @@ def test_paths_are_case_insensitive_as_on_aspnet(
     assert response.status_code == 200
 
 
-def test_wrong_method_and_unknown_endpoint(flinks: FlinksClient, http: httpx.Client) -> None:
+def test_wrong_method_and_unknown_endpoint(flinks: SandboxApi, http: httpx.Client) -> None:
     wrong_method = http.get(f"{flinks.api}/GenerateAuthorizeToken")
     unknown = flinks.post("NoSuchEndpoint")
 
@@ -67,7 +67,7 @@ def test_wrong_method_and_unknown_endpoint(flinks: FlinksClient, http: httpx.Cli
     assert unknown.status_code == 404
 
 
-def test_a_token_is_single_use(flinks: FlinksClient) -> None:
+def test_a_token_is_single_use(flinks: SandboxApi) -> None:
     token = flinks.token()
 
     first = flinks.live("greatday_nomfa", token=token)
@@ -82,14 +82,14 @@ def test_a_token_is_single_use(flinks: FlinksClient) -> None:
     }
 
 
-def test_a_failed_authorize_still_uses_the_token(flinks: FlinksClient) -> None:
+def test_a_failed_authorize_still_uses_the_token(flinks: SandboxApi) -> None:
     token = flinks.token()
 
     assert flinks.live("greatday_nomfa", "wrong", token=token).status_code == 401
     assert flinks.live("greatday_nomfa", token=token).json()["FlinksCode"] == "ACCESS_DENIED"
 
 
-def test_tokens_expire_after_30_minutes_by_default(flinks: FlinksClient) -> None:
+def test_tokens_expire_after_30_minutes_by_default(flinks: SandboxApi) -> None:
     fresh, stale = flinks.token(), flinks.token()
     assert flinks.control("POST", "clock", {"advance_seconds": 1799}).status_code == 200
     assert flinks.live("greatday_nomfa", token=fresh).status_code == 200
@@ -101,7 +101,7 @@ def test_tokens_expire_after_30_minutes_by_default(flinks: FlinksClient) -> None
 
 def test_the_token_ttl_is_configurable(http: httpx.Client) -> None:
     with running_sandbox(clean_settings(token_ttl_seconds=60)) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         token = client.token()
         client.control("POST", "clock", {"advance_seconds": 61})
 
@@ -112,7 +112,7 @@ def test_a_token_belongs_to_the_customer_that_minted_it(http: httpx.Client) -> N
     other = str(uuid.uuid4())
     settings = clean_settings(customer_ids=[TOOLBOX_CUSTOMER_ID, other])
     with running_sandbox(settings) as sandbox:
-        client = FlinksClient(sandbox, http)
+        client = SandboxApi(sandbox, http)
         token = client.token()
         other_api = f"{sandbox.base_url}/v3/{other}/BankingServices"
         body = {
@@ -132,7 +132,7 @@ def test_a_token_belongs_to_the_customer_that_minted_it(http: httpx.Client) -> N
         assert minted.status_code == 200
 
 
-def test_minting_is_recorded_with_the_key_sent(flinks: FlinksClient) -> None:
+def test_minting_is_recorded_with_the_key_sent(flinks: SandboxApi) -> None:
     flinks.token()
     flinks.post("GenerateAuthorizeToken", **{"flinks-auth-key": "nope"})
 

@@ -4,14 +4,27 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
 from app.errors import StoreUnavailable
+from app.flows import FlowKind, FlowRecord
 from app.store import PREFIX, Sealer, Store, connect_redis, flow_key, login_key, state_key
 
 SESSION = secrets.token_urlsafe(32)
+
+
+def new_flow(kind: FlowKind, institution: str | None = None) -> FlowRecord:
+    return FlowRecord.new(
+        kind=kind,
+        session=SESSION,
+        language="en",
+        now=datetime.now(UTC),
+        lifetime=timedelta(seconds=60),
+        institution=institution,
+    )
 
 
 @pytest.fixture
@@ -26,7 +39,7 @@ async def store(redis_url: str, redis: Redis) -> AsyncIterator[Store]:
 async def test_a_new_flow_and_its_state_are_written_with_their_ttls(
     store: Store, redis: Redis
 ) -> None:
-    flow = store.new_flow(kind="oauth", session=SESSION, language="en", institution="FlinksCapital")
+    flow = new_flow("oauth", institution="FlinksCapital")
     state = secrets.token_urlsafe(32)
     await store.create_flow(flow, state=state, session=SESSION)
     assert 60 < await redis.ttl(flow_key(flow.flow_id)) <= 60 + 900
@@ -40,7 +53,7 @@ async def test_a_new_flow_and_its_state_are_written_with_their_ttls(
 
 
 async def test_state_is_single_use_and_bound_to_the_session(store: Store) -> None:
-    flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+    flow = new_flow("oauth")
     state = secrets.token_urlsafe(32)
     await store.create_flow(flow, state=state, session=SESSION)
     other_session = secrets.token_urlsafe(32)
@@ -50,7 +63,7 @@ async def test_state_is_single_use_and_bound_to_the_session(store: Store) -> Non
 
 
 async def test_concurrent_consumers_of_one_state_see_exactly_one_win(store: Store) -> None:
-    flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+    flow = new_flow("oauth")
     state = secrets.token_urlsafe(32)
     await store.create_flow(flow, state=state, session=SESSION)
     results = await asyncio.gather(*(store.consume_state(state, SESSION) for _ in range(50)))
@@ -60,7 +73,7 @@ async def test_concurrent_consumers_of_one_state_see_exactly_one_win(store: Stor
 async def test_compare_and_set_lets_one_writer_win_and_stores_the_login_encrypted(
     store: Store, redis: Redis
 ) -> None:
-    flow = store.new_flow(kind="connect", session=SESSION, language="en")
+    flow = new_flow("connect")
     await store.create_flow(flow)
     login_id = str(uuid.uuid4())
     claims = [flow.next(status="authorizing") for _ in range(20)]
@@ -81,13 +94,13 @@ async def test_compare_and_set_lets_one_writer_win_and_stores_the_login_encrypte
 
 
 async def test_compare_and_set_on_a_vanished_flow_fails(store: Store) -> None:
-    flow = store.new_flow(kind="connect", session=SESSION, language="en")
+    flow = new_flow("connect")
     assert await store.replace_flow(0, flow.next(status="failed")) is False
 
 
 async def test_every_key_has_a_ttl(store: Store, redis: Redis) -> None:
     for _ in range(3):
-        flow = store.new_flow(kind="oauth", session=SESSION, language="en")
+        flow = new_flow("oauth")
         await store.create_flow(flow, state=secrets.token_urlsafe(32), session=SESSION)
         await store.replace_flow(0, flow.next(status="authorizing"), login_id=str(uuid.uuid4()))
     keys = [key async for key in redis.scan_iter(f"{PREFIX}*")]
@@ -118,16 +131,3 @@ async def test_an_unreachable_server_raises_store_unavailable_quickly() -> None:
         await store.get_flow("x" * 22)
     assert loop.time() - started < 2.5
     await client.aclose(True)
-
-
-async def test_rate_counters_count_in_one_step_and_expire_with_their_window(
-    store: Store, redis: Redis
-) -> None:
-    counters = [("mint:ip", "127.0.0.1"), ("mint:session", "abc")]
-    assert await store.hit(counters, 30) == [(1, 30), (1, 30)]
-    assert [count for count, _ in await store.hit(counters, 30)] == [2, 2]
-    assert [count for count, _ in await store.hit(counters[:1], 30)] == [3]
-    keys = [key async for key in redis.scan_iter(f"{PREFIX}rate:*")]
-    assert len(keys) == 2
-    assert all([0 < await redis.ttl(key) <= 30 for key in keys])
-    assert not any("127.0.0.1" in key for key in keys)  # identities are digested

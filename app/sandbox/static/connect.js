@@ -18,6 +18,12 @@
       password: "Password",
       submit: "Continue",
       mfaTitle: "Security question",
+      mfaIncomplete: "Please answer every question.",
+      chooseNumber: "Send the code to",
+      chooseMethod: "How should we send it?",
+      textMethod: "Text message",
+      callMethod: "Phone call",
+      image: "Image {n}",
       retry: "Try again",
       accountsTitle: "Select the account to connect",
       accountsTitleMultiple: "Select the accounts to connect",
@@ -51,6 +57,12 @@
       password: "Mot de passe",
       submit: "Continuer",
       mfaTitle: "Question de sécurité",
+      mfaIncomplete: "Veuillez répondre à toutes les questions.",
+      chooseNumber: "Envoyer le code au",
+      chooseMethod: "Comment voulez-vous le recevoir?",
+      textMethod: "Texto",
+      callMethod: "Appel téléphonique",
+      image: "Image {n}",
       retry: "Réessayer",
       accountsTitle: "Choisissez le compte à connecter",
       accountsTitleMultiple: "Choisissez les comptes à connecter",
@@ -100,14 +112,18 @@
 
   var token = param("authorizeToken");
   if (token === "" || (token !== null && token.toLowerCase() === "false")) token = null;
+  // Switches of the sandbox (not Flinks parameters): the REDIRECT message's shape, and whether
+  // jsRedirect (absent from Flinks' parameter list) is honoured or ignored.
+  var page = document.body;
   var cfg = {
     token: token,
-    tokenRequired: document.body.getAttribute("data-token-required") === "true",
+    tokenRequired: page.getAttribute("data-token-required") === "true",
+    redirectMessage: page.getAttribute("data-redirect-message") || "both",
     demo: flag("demo", false),
     language: (param("language") || "en").toLowerCase().indexOf("fr") === 0 ? "fr" : "en",
     redirectUrl: param("redirectUrl"),
     innerRedirect: flag("innerRedirect", false),
-    jsRedirect: flag("jsRedirect", false),
+    jsRedirect: flag("jsRedirect", false) && page.getAttribute("data-js-redirect") !== "ignore",
     tag: param("tag"),
     consentEnable: flag("consentEnable", true),
     customerName: param("customerName") || "FinTech",
@@ -263,28 +279,93 @@
     show([el("h1", { text: fill(t.credentialsTitle) }), form]);
   }
 
-  function showMfa(data) {
-    emit({ step: "COMPONENT_LOAD_MFA", institution: INSTITUTION, mfaTypes: data.mfaTypes });
-    var inputs = data.challenges.map(function (challenge, index) {
-      return el("input", { id: "mfa-answer-" + index, type: "text", autocomplete: "off" });
+  // One group of radio buttons or checkboxes; returns the inputs.
+  function options(id, values, type, labelFor, children) {
+    return values.map(function (value, index) {
+      var input = el("input", { id: id + "-" + index, type: type, name: id, value: value });
+      children.push(el("label", { className: "choice", "for": id + "-" + index }, [
+        input, labelFor(value, index)
+      ]));
+      return input;
+    });
+  }
+
+  function checked(inputs) {
+    return inputs.filter(function (input) { return input.checked; })
+      .map(function (input) { return input.value; });
+  }
+
+  function text(value) { return el("span", { text: value }); }
+
+  // Renders one challenge of Flinks' SecurityChallenges into `children`; returns a function
+  // that reads its SecurityResponses entry as [key, answers], or null when it is unanswered.
+  function challengeInput(challenge, index, children) {
+    var id = "mfa-answer-" + index;
+    var choices = challenge.choices || [];
+    var prompt = challenge.prompt;
+    children.push(el("p", { id: "mfa-prompt-" + index, className: "prompt", text: prompt }));
+    if (challenge.type === "TextOrCall") {
+      children.push(el("p", { className: "muted", text: t.chooseNumber }));
+      var phones = options("mfa-phone-" + index, choices, "radio", text, children);
+      children.push(el("p", { className: "muted", text: t.chooseMethod }));
+      var methods = options("mfa-method-" + index, ["Text", "Call"], "radio", function (m) {
+        return text(m === "Text" ? t.textMethod : t.callMethod);
+      }, children);
+      return function () {
+        var phone = checked(phones), method = checked(methods);
+        return phone.length && method.length ? [phone[0], method] : null;
+      };
+    }
+    if (challenge.type === "ImageSelection") {
+      var pictures = options(id, choices, "radio", function (value, n) {
+        return el("img", {
+          src: "data:image/png;base64," + value, alt: t.image.split("{n}").join(String(n + 1))
+        });
+      }, children);
+      return function () { var v = checked(pictures); return v.length ? [prompt, v] : null; };
+    }
+    if (choices.length) {
+      var several = challenge.type === "MultipleChoiceMultipleAnswers";
+      var boxes = options(id, choices, several ? "checkbox" : "radio", text, children);
+      return function () { var v = checked(boxes); return v.length ? [prompt, v] : null; };
+    }
+    var input = el("input", { id: id, type: "text", autocomplete: "off", "aria-labelledby": "mfa-prompt-" + index });
+    children.push(input);
+    return function () { return input.value ? [prompt, [input.value]] : null; };
+  }
+
+  function showMfa(data, retry) {
+    emit({
+      step: retry ? "COMPONENT_LOAD_MFA_RETRY" : "COMPONENT_LOAD_MFA",
+      institution: INSTITUTION, mfaTypes: data.mfaTypes
     });
     var children = [];
-    data.challenges.forEach(function (challenge, index) {
-      children.push(el("label", {
-        "for": "mfa-answer-" + index, id: "mfa-prompt-" + index, text: challenge.prompt
-      }));
-      children.push(inputs[index]);
+    if (data.error) {
+      children.push(el("p", { id: "mfa-error", className: "error", role: "alert",
+        "data-code": data.error, text: t.errors[data.error] || t.failed }));
+    }
+    var readers = data.challenges.map(function (challenge, index) {
+      return challengeInput(challenge, index, children);
     });
+    var missing = el("p", { id: "mfa-incomplete", className: "error", role: "alert", hidden: "" });
+    children.push(missing);
     children.push(el("button", { id: "submit-mfa", type: "submit", text: t.submit }));
     var form = el("form", { id: "mfa-form", novalidate: "" }, children);
     form.addEventListener("submit", function (event) {
       event.preventDefault();
+      var responses = {};
+      var complete = readers.every(function (read) {
+        var entry = read();
+        if (entry) responses[entry[0]] = entry[1];
+        return entry !== null;
+      });
+      if (!complete) {
+        missing.textContent = t.mfaIncomplete;
+        missing.hidden = false;
+        return;
+      }
       emit({ step: "SUBMIT_MFA", institution: INSTITUTION });
       busy(form, true);
-      var responses = {};
-      data.challenges.forEach(function (challenge, index) {
-        responses[challenge.prompt] = [inputs[index].value];
-      });
       api("mfa", { session: sessionId, responses: responses }).then(handle, failed);
     });
     show([el("h1", { text: t.mfaTitle }), form]);
@@ -299,7 +380,7 @@
       return message("maximum-retry", "error", t.maximumRetry);
     }
     if (result.status !== 200) return failed();
-    if (data.outcome === "mfa") return showMfa(data);
+    if (data.outcome === "mfa") return showMfa(data, Boolean(data.error));
     if (data.outcome === "connected") return connected(data);
     if (data.outcome === "error") return showError(data);
     return failed();
@@ -371,19 +452,36 @@
     return url.toString();
   }
 
+  // The REDIRECT message in the shape the redirect_message switch picks: "url_only" as Flinks
+  // documents it (the loginId only inside url), "top_level" as newer pages show it, or "both".
+  function redirectEvent(data, url, params) {
+    if (cfg.redirectMessage === "url_only") {
+      // Flinks requires a redirectUrl; without a usable one the url still carries the loginId.
+      var query = params.map(function (pair) {
+        return encodeURIComponent(pair[0]) + "=" + encodeURIComponent(pair[1]);
+      }).join("&");
+      return {
+        step: "REDIRECT", institution: data.institution,
+        url: url || window.location.origin + "/v2/redirect?" + query
+      };
+    }
+    var event = {
+      step: "REDIRECT", institution: data.institution, loginId: data.loginId,
+      requestId: data.requestId
+    };
+    if (url && cfg.redirectMessage === "both") event.url = url;
+    if (cfg.tag) event.tag = cfg.tag;
+    var accountId = params.filter(function (pair) { return pair[0] === "accountId"; });
+    if (accountId.length) event.accountId = accountId[0][1];
+    return event;
+  }
+
   function finish(data, accountIds) {
     var params = [["loginId", data.loginId], ["institution", data.institution]];
     if (cfg.tag) params.push(["tag", cfg.tag]);
     if (accountIds) params.push(["accountId", accountIds.join(",")]);
     var url = redirectTarget(params);
-    var event = {
-      step: "REDIRECT", institution: data.institution, loginId: data.loginId,
-      requestId: data.requestId
-    };
-    if (url) event.url = url;
-    if (cfg.tag) event.tag = cfg.tag;
-    if (accountIds) event.accountId = accountIds.join(",");
-    emit(event);
+    emit(redirectEvent(data, url, params));
     message("success", "success", t.connected);
     if (!url || cfg.jsRedirect) return;
     // Navigate a moment after REDIRECT is posted: the parent's message event is queued, and a

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from tests.sandbox.conftest import clean_settings
-from tests.sandbox.server import SandboxHandle, running_app, running_sandbox
+from tests.sandbox.server import SandboxHandle, running_sandbox, serve_quietly
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ def _parent_app() -> Starlette:
 @pytest.fixture(scope="session")
 def parent_url() -> Iterator[str]:
     # 127.0.0.1 on another port: a different origin, as the real iframe host is.
-    with running_app(_parent_app()) as url:
-        yield url
+    with serve_quietly(_parent_app()) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +73,8 @@ def sandbox(_e2e_sandbox: SandboxHandle, http: httpx.Client) -> SandboxHandle:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context()
     context.set_default_timeout(10_000)
     page = context.new_page()
     yield page

@@ -7,12 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.sandbox.flinks import PASSWORD, FlinksClient
+from tests.sandbox.flinks import PASSWORD, SandboxApi
 
 pytestmark = pytest.mark.e2e
 
 
-def _start(flinks: FlinksClient, landing_url: str, **params: str) -> str:
+def _start(flinks: SandboxApi, landing_url: str, **params: str) -> str:
     response = flinks.http.get(
         f"{flinks.sandbox.base_url}/v3/oauth/authorize",
         params={
@@ -39,7 +39,7 @@ def _sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
 
 
 def test_login_redirects_with_login_id_and_state(
-    page: Page, flinks: FlinksClient, landing_url: str
+    page: Page, flinks: SandboxApi, landing_url: str
 ) -> None:
     page.goto(_start(flinks, landing_url))
     _sign_in(page, "greatday_nomfa")
@@ -55,7 +55,7 @@ def test_login_redirects_with_login_id_and_state(
     assert live.status_code == 200
 
 
-def test_mfa_on_the_bank_page(page: Page, flinks: FlinksClient, landing_url: str) -> None:
+def test_mfa_on_the_bank_page(page: Page, flinks: SandboxApi, landing_url: str) -> None:
     page.goto(_start(flinks, landing_url))
     _sign_in(page, "Greatday")
 
@@ -72,7 +72,7 @@ def test_mfa_on_the_bank_page(page: Page, flinks: FlinksClient, landing_url: str
 
 
 def test_a_wrong_password_stays_on_the_form(
-    page: Page, flinks: FlinksClient, landing_url: str
+    page: Page, flinks: SandboxApi, landing_url: str
 ) -> None:
     bank_url = _start(flinks, landing_url)
     page.goto(bank_url)
@@ -84,7 +84,7 @@ def test_a_wrong_password_stays_on_the_form(
 
 
 def test_deny_redirects_with_access_denied(
-    page: Page, flinks: FlinksClient, landing_url: str
+    page: Page, flinks: SandboxApi, landing_url: str
 ) -> None:
     page.goto(_start(flinks, landing_url, lang="fr"))
     expect(page.locator("#deny")).to_have_text("Refuser l'accès")
@@ -97,7 +97,7 @@ def test_deny_redirects_with_access_denied(
 
 
 def test_deny_after_the_password_during_mfa(
-    page: Page, flinks: FlinksClient, landing_url: str
+    page: Page, flinks: SandboxApi, landing_url: str
 ) -> None:
     page.goto(_start(flinks, landing_url))
     _sign_in(page, "Greatday")
@@ -109,7 +109,7 @@ def test_deny_after_the_password_during_mfa(
 
 
 def test_the_page_cannot_be_reused_after_the_redirect(
-    page: Page, flinks: FlinksClient, landing_url: str
+    page: Page, flinks: SandboxApi, landing_url: str
 ) -> None:
     bank_url = _start(flinks, landing_url)
     page.goto(bank_url)

@@ -11,7 +11,7 @@ from playwright.sync_api import FrameLocator, Page, expect
 
 from tests.sandbox.conftest import clean_settings
 from tests.sandbox.e2e.conftest import ConnectHarness
-from tests.sandbox.flinks import ANSWERS, PASSWORD, FlinksClient
+from tests.sandbox.flinks import ANSWERS, PASSWORD, SandboxApi
 from tests.sandbox.server import running_sandbox
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def _answer_mfa(frame: FrameLocator) -> None:
 
 
 def test_greatday_with_mfa_redirects_the_top_window(
-    harness: ConnectHarness, flinks: FlinksClient, landing_url: str
+    harness: ConnectHarness, flinks: SandboxApi, landing_url: str
 ) -> None:
     frame = harness.open(
         harness.connect_url(demo="true", authorizeToken=harness.token(), redirectUrl=landing_url)
@@ -78,7 +78,7 @@ def test_greatday_with_mfa_redirects_the_top_window(
 
 
 def test_nomfa_with_inner_redirect_and_tag(
-    harness: ConnectHarness, flinks: FlinksClient, landing_url: str
+    harness: ConnectHarness, flinks: SandboxApi, landing_url: str
 ) -> None:
     url = harness.connect_url(
         demo="true",
@@ -164,7 +164,7 @@ def test_maximum_retry(harness: ConnectHarness) -> None:
 
 
 def test_disabled_account_gets_a_login_id_that_fails_live(
-    harness: ConnectHarness, flinks: FlinksClient, landing_url: str
+    harness: ConnectHarness, flinks: SandboxApi, landing_url: str
 ) -> None:
     url = harness.connect_url(
         demo="true", authorizeToken=harness.token(), redirectUrl=landing_url, jsRedirect="true"

@@ -1,7 +1,8 @@
 """One headless Chromium for every browser test (Debian's, never a downloaded one).
 
 A pytest plugin (see tests/conftest.py): Playwright's sync API allows one instance per thread,
-so the sandbox's and the demo's browser tests share these session fixtures.
+so the sandbox's and the demo's browser tests share these session fixtures: `chromium` is the
+launched browser.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def playwright() -> Iterator[Playwright]:
 
 
 @pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+def chromium(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield launched
     launched.close()

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -21,14 +22,14 @@ from app.clock import Clock, SystemClock
 from app.errors import (
     AppError,
     Conflict,
-    FlinksRejectedError,
-    FlinksTimeoutError,
-    FlinksUnavailableError,
     FlowExpired,
     FlowNotFound,
     ReturnUrlNotAllowed,
     StateInvalid,
     StoreUnavailable,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
     ValidationFailed,
 )
 from app.flinks import (
@@ -47,35 +48,27 @@ from app.flinks import (
     build_connect_url,
     outcome_for_oauth_error,
 )
-from app.store import (
+from app.flows.records import (
     Challenge,
     FlowError,
     FlowKind,
     FlowRecord,
     FlowStatus,
     Language,
-    Store,
 )
 
-# The flow types the API layer renders come from here, so it never imports the store.
-__all__ = [
-    "CallbackResult",
-    "ConnectSession",
-    "FlowConfig",
-    "FlowKind",
-    "FlowRecord",
-    "FlowStatus",
-    "Flows",
-    "MintedToken",
-    "OAuthStart",
-    "StatusRead",
-]
+if TYPE_CHECKING:
+    # Only a type here: the store imports app.flows.records, so importing it at run time would
+    # go round through this package's __init__.
+    from app.store import Store
 
 log = logging.getLogger("app.flows")
 
 # Flinks: an authorize token lives 30 minutes (one page says 15; contract section 9).
 TOKEN_LIFETIME = timedelta(minutes=30)
 STATE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# A pending flow's status read asks Flinks again at most this often.
+PENDING_RECHECK = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +79,7 @@ class FlowConfig:
     return_urls: tuple[str, ...]
     oauth_redirect_uri: str
     institutions: tuple[str, ...]
-    pending_recheck: timedelta = timedelta(seconds=5)
+    pending_recheck: timedelta = PENDING_RECHECK
     # Longer than any live /Authorize may take: an `authorizing` flow older than this lost its
     # answer, and a status read asks Flinks.
     authorizing_stale: timedelta = timedelta(seconds=90)
@@ -137,9 +130,9 @@ def _is_login_id(value: str) -> bool:
 
 
 _FLINKS_FAILURE_WORDS = {
-    FlinksUnavailableError.code: "Flinks could not be reached.",
-    FlinksTimeoutError.code: "Flinks did not answer in time.",
-    FlinksRejectedError.code: "Flinks refused the request.",
+    UpstreamUnavailable.code: "Flinks could not be reached.",
+    UpstreamTimeout.code: "Flinks did not answer in time.",
+    UpstreamRejected.code: "Flinks refused the request.",
 }
 
 
@@ -157,15 +150,15 @@ def _outcome_unknown(exc: FlinksError) -> bool:
 
 def _app_error(exc: FlinksError) -> AppError:
     if isinstance(exc, FlinksTimeout):
-        return FlinksTimeoutError()
+        return UpstreamTimeout()
     if isinstance(exc, FlinksUnavailable):
         headers = {"Retry-After": str(round(exc.retry_after))} if exc.retry_after else None
-        return FlinksUnavailableError(headers=headers)
+        return UpstreamUnavailable(headers=headers)
     if isinstance(exc, FlinksRejected):
-        return FlinksRejectedError(flinks_code=exc.flinks_code)
+        return UpstreamRejected(flinks_code=exc.flinks_code)
     if isinstance(exc, FlinksBadResponse):
-        return FlinksRejectedError("Flinks answered with something the BFF could not use.")
-    return FlinksUnavailableError()
+        return UpstreamRejected("Flinks answered with something the BFF could not use.")
+    return UpstreamUnavailable()
 
 
 class Flows:
@@ -185,7 +178,7 @@ class Flows:
     @property
     def flinks(self) -> FlinksClient:
         if self._flinks is None:
-            raise FlinksUnavailableError("Flinks is not configured (FLINKS_CUSTOMER_ID, ...).")
+            raise UpstreamUnavailable("Flinks is not configured (FLINKS_CUSTOMER_ID, ...).")
         return self._flinks
 
     # -- tokens ----------------------------------------------------------------------------
@@ -217,7 +210,7 @@ class Flows:
         # Validate the options before anything is minted or stored.
         build = self._connect_url_builder(language, return_url, tag, options)
         minted = await self.mint_token()
-        flow = self.store.new_flow(
+        flow = self._new_flow(
             kind="connect", session=session, language=language, return_url=return_url, tag=tag
         )
         await self.store.create_flow(flow)
@@ -281,7 +274,7 @@ class Flows:
         if institution not in self.config.institutions:
             raise ValidationFailed("institution is not one this service links.")
         state = secrets.token_urlsafe(32)
-        flow = self.store.new_flow(
+        flow = self._new_flow(
             kind="oauth",
             session=session,
             language=language,
@@ -390,6 +383,27 @@ class Flows:
         return await self._record_outcome(claimed, outcome)
 
     # -- shared steps ------------------------------------------------------------------------
+
+    def _new_flow(
+        self,
+        *,
+        kind: FlowKind,
+        session: str,
+        language: Language,
+        institution: str | None = None,
+        return_url: str | None = None,
+        tag: str | None = None,
+    ) -> FlowRecord:
+        return FlowRecord.new(
+            kind=kind,
+            session=session,
+            language=language,
+            now=self._clock.now(),
+            lifetime=timedelta(seconds=self.store.flow_ttl),
+            institution=institution,
+            return_url=return_url,
+            tag=tag,
+        )
 
     def _expired(self, flow: FlowRecord) -> bool:
         return flow.expires_at <= self._clock.now()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from app.store import Store
+if TYPE_CHECKING:
+    from app.store import Store  # a type only, as in app/flows/service.py
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 

@@ -1,0 +1,48 @@
+"""The domain: flows (records.py), the service that runs them (service.py) and the browser
+sessions that own them (sessions.py). No HTTP framework, no raw httpx, no raw Redis commands.
+
+The API layer imports from here, never from the store.
+"""
+
+from app.flows.records import (
+    INSTITUTION_ID,
+    INSTITUTION_ID_PATTERN,
+    Challenge,
+    FlowError,
+    FlowKind,
+    FlowRecord,
+    FlowStatus,
+    InstitutionId,
+    Language,
+)
+from app.flows.service import (
+    CallbackResult,
+    ConnectSession,
+    FlowConfig,
+    Flows,
+    MintedToken,
+    OAuthStart,
+    StatusRead,
+)
+from app.flows.sessions import BrowserSession, BrowserSessions
+
+__all__ = [
+    "INSTITUTION_ID",
+    "INSTITUTION_ID_PATTERN",
+    "BrowserSession",
+    "BrowserSessions",
+    "CallbackResult",
+    "Challenge",
+    "ConnectSession",
+    "FlowConfig",
+    "FlowError",
+    "FlowKind",
+    "FlowRecord",
+    "FlowStatus",
+    "Flows",
+    "InstitutionId",
+    "Language",
+    "MintedToken",
+    "OAuthStart",
+    "StatusRead",
+]

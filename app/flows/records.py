@@ -1,0 +1,110 @@
+"""The domain's records and value types: a flow as stored, its status, and the ids it carries.
+
+Defined once here: the store reads and writes these records, the service changes them, the API
+renders them, and settings validate institution ids with the same pattern.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# The languages a flow may run in. The Flinks client has its own `FlinksLanguage` (what Flinks'
+# API accepts; the client knows nothing of this package): mypy checks that this one fits in it.
+Language = Literal["en", "fr"]
+FlowKind = Literal["connect", "oauth"]
+FlowStatus = Literal["started", "authorizing", "mfa_required", "pending", "connected", "failed"]
+
+# A Flinks institution id, e.g. FlinksCapital. app/web/app.js mirrors it (INSTITUTION_ID).
+INSTITUTION_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
+InstitutionId = Annotated[str, StringConstraints(pattern=INSTITUTION_ID_PATTERN)]
+
+
+def new_flow_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def session_hash(session: str) -> str:
+    """What a flow stores of its owner: never the session itself."""
+    return hashlib.sha256(session.encode()).hexdigest()
+
+
+class Challenge(BaseModel):
+    """One MFA question of a flow waiting for answers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    prompt: str
+
+
+class FlowError(BaseModel):
+    """Why a flow failed: a stable code and words for the user."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+
+
+class FlowRecord(BaseModel):
+    """A flow as stored. Secrets it needs later (MFA token, RequestId) are sealed, not plain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow_id: str
+    kind: FlowKind
+    session_hash: str
+    status: FlowStatus = "started"
+    version: int = 0
+    language: Language = "en"
+    institution: str | None = None
+    return_url: str | None = None
+    tag: str | None = None
+    challenges: tuple[Challenge, ...] = ()
+    error: FlowError | None = None
+    sealed_upstream: str | None = Field(None, description="AES-GCM sealed MFA continuation")
+    created_at: datetime
+    expires_at: datetime
+    checked_at: datetime | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        kind: FlowKind,
+        session: str,
+        language: Language,
+        now: datetime,
+        lifetime: timedelta,
+        institution: str | None = None,
+        return_url: str | None = None,
+        tag: str | None = None,
+    ) -> FlowRecord:
+        """A flow just started, with a fresh id, owned by `session`."""
+        return cls(
+            flow_id=new_flow_id(),
+            kind=kind,
+            session_hash=session_hash(session),
+            language=language,
+            institution=institution,
+            return_url=return_url,
+            tag=tag,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+
+    def owned_by(self, session: str | None) -> bool:
+        return session is not None and secrets.compare_digest(
+            self.session_hash, session_hash(session)
+        )
+
+    def next(self, **changes: object) -> FlowRecord:
+        """The record after one transition: the changes and a bumped version."""
+        return self.model_copy(update={**changes, "version": self.version + 1})
