@@ -19,11 +19,16 @@ $(UV):
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # --inexact keeps pip and uv themselves in the venv.
+# Every group but `e2e` (Playwright, ~160 MB), which only `make e2e` installs.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --inexact --all-groups --no-group e2e --python $(VENV)/bin/python
+	@touch $@
+
+$(VENV)/.synced-e2e: $(VENV)/.synced
 	$(UV) sync --locked --inexact --all-groups --python $(VENV)/bin/python
 	@touch $@
 
-install: $(VENV)/.synced ## create .venv and install the locked dependencies
+install: $(VENV)/.synced ## create .venv and install the locked dependencies (not the browser driver)
 
 run: install ## start the BFF, the Flinks sandbox and an embedded Redis (development)
 	$(RUN) flinks-bff dev
@@ -48,7 +53,7 @@ fuzz: install ## property tests at random and at scale, the long race and API ru
 	  --hypothesis-profile=fuzz --hypothesis-seed=$(SEED) --hypothesis-show-statistics $(PYTEST_ARGS)
 	@echo "make fuzz: hypothesis seed was $(SEED)"
 
-e2e: install ## browser end-to-end tests (needs Debian's chromium at /usr/bin/chromium)
+e2e: $(VENV)/.synced-e2e ## browser end-to-end tests (needs Debian's chromium at /usr/bin/chromium)
 	$(RUN) pytest -m e2e $(PYTEST_ARGS)
 
 lint: install ## ruff check, ruff format --check, mypy --strict

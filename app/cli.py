@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -24,25 +28,31 @@ TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public test value
 TOOLBOX_API_KEY = "3d5266a8-b697-48d4-8de6-52e2e2662acc"
 SANDBOX_START_TIMEOUT = 20.0
+DEFAULT_SANDBOX_PORT = 8001
+SUPERVISE_INTERVAL = 0.5
+
+
+def _uvicorn_options(settings: Settings, *, workers: int) -> dict[str, Any]:
+    return {
+        "app": "app.main:create_app_from_env",
+        "factory": True,
+        "host": settings.bff_host,
+        "port": settings.bff_port,
+        "workers": workers,
+        # uvicorn's httptools protocol with header limits and a request read timeout; each
+        # worker reads them from the environment (BFF_MAX_HEADER_BYTES, ...).
+        "http": EdgeHttpProtocol,
+        "ws": "none",  # no WebSocket routes: an upgrade is not offered at all
+        "access_log": False,  # ours never prints query strings
+        "log_config": None,  # logging is configured by create_app_from_env
+        "server_header": False,
+        "proxy_headers": False,  # X-Forwarded-For is trusted only from BFF_TRUSTED_PROXIES
+        "timeout_graceful_shutdown": 30,
+    }
 
 
 def _uvicorn(settings: Settings, *, workers: int) -> None:
-    uvicorn.run(
-        "app.main:create_app_from_env",
-        factory=True,
-        host=settings.bff_host,
-        port=settings.bff_port,
-        workers=workers,
-        # uvicorn's httptools protocol with header limits and a request read timeout; each
-        # worker reads them from the environment (BFF_MAX_HEADER_BYTES, ...).
-        http=EdgeHttpProtocol,
-        ws="none",  # no WebSocket routes: an upgrade is not offered at all
-        access_log=False,  # ours never prints query strings
-        log_config=None,  # logging is configured by create_app_from_env
-        server_header=False,
-        proxy_headers=False,  # X-Forwarded-For is trusted only from BFF_TRUSTED_PROXIES
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run(**_uvicorn_options(settings, workers=workers))
 
 
 def _settings_or_exit(**overrides: object) -> Settings:
@@ -67,8 +77,14 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Sandbox:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextmanager
-def _sandbox_process(port: int, redirect_uri: str) -> Iterator[str]:
+def _sandbox_process(port: int, redirect_uri: str) -> Iterator[_Sandbox]:
     base_url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)],
@@ -88,7 +104,7 @@ def _sandbox_process(port: int, redirect_uri: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise SystemExit("flinks-bff: the Flinks sandbox did not start") from None
                 time.sleep(0.1)
-        yield base_url
+        yield _Sandbox(base_url, process)
     finally:
         process.terminate()
         try:
@@ -115,6 +131,64 @@ def _local_urls(settings: Settings) -> dict[str, str]:
     }
 
 
+def _busy_ports(host: str, ports: dict[str, int]) -> list[str]:
+    """The ports of `ports` ({what: port}) that something else already listens on."""
+    busy = []
+    for what, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append(f"port {port} ({what}) is already in use")
+    return busy
+
+
+class _Supervisor:
+    """Runs uvicorn for `dev` and watches what it depends on: a sandbox or embedded Redis that
+    dies stops the server with the reason, and the banner is printed once /readyz says 200."""
+
+    def __init__(self, server: uvicorn.Server, health_url: str, banner: str) -> None:
+        self.server = server
+        self.health_url = health_url
+        self.banner = banner
+        self.checks: list[tuple[str, Callable[[], bool]]] = []
+        self.failure: str | None = None
+
+    def watch(self, what: str, alive: Callable[[], bool]) -> None:
+        self.checks.append((what, alive))
+
+    def _loop(self) -> None:
+        announced = False
+        while not self.server.should_exit:
+            for what, alive in self.checks:
+                if not alive():
+                    self.failure = f"flinks-bff: {what} stopped; stopping the BFF too"
+                    self.server.should_exit = True
+                    return
+            if not announced and self._ready():
+                print(self.banner, flush=True)  # noqa: T201
+                announced = True
+            time.sleep(SUPERVISE_INTERVAL)
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(self.health_url, timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def run(self) -> int:
+        watcher = threading.Thread(target=self._loop, name="dev-supervisor", daemon=True)
+        watcher.start()
+        self.server.run()
+        self.server.should_exit = True
+        watcher.join(timeout=5)
+        if self.failure:
+            print(self.failure, file=sys.stderr)  # noqa: T201
+            return 1
+        return 0
+
+
 def dev(args: argparse.Namespace) -> int:
     """Settings are read once; what development adds (local URLs, the embedded Redis, the
     sandbox) is handed to the server as environment, which its app factory reads."""
@@ -123,48 +197,61 @@ def dev(args: argparse.Namespace) -> int:
     if settings.is_production:
         print("flinks-bff: `dev` is for development; use `flinks-bff serve`", file=sys.stderr)  # noqa: T201
         return 2
+    sandbox_port = args.sandbox_port or int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
+    ports = {"the BFF, BFF_PORT": settings.bff_port}
+    if not settings.flinks_configured:
+        ports["the Flinks sandbox, SANDBOX_PORT"] = sandbox_port
+    busy = _busy_ports(settings.bff_host, ports)
+    if busy:
+        print("flinks-bff: cannot start: " + "; ".join(busy), file=sys.stderr)  # noqa: T201
+        return 2
     local = _local_urls(settings)
     public_url = local.get("BFF_PUBLIC_URL") or str(settings.bff_public_url).rstrip("/")
     _export(**local)
     # uvicorn re-raises SIGTERM after its own shutdown; exiting through SystemExit instead of
     # dying on the signal lets the stack below stop the sandbox and the embedded Redis.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    base = f"http://{settings.bff_host}:{settings.bff_port}"
     with ExitStack() as stack:
         notes = []
+        watched: list[tuple[str, Callable[[], bool]]] = []
         if settings.redis_url is None:
             embedded = stack.enter_context(EmbeddedRedis())
             _export(REDIS_URL=embedded.url)
+            watched.append(("the embedded Redis", embedded.is_running))
             notes.append(f"  Redis    {embedded.url} (embedded Valkey; gone when this stops)")
         else:
             notes.append("  Redis    REDIS_URL from your environment")
         if not settings.flinks_configured:
-            sandbox_url = stack.enter_context(
-                _sandbox_process(args.sandbox_port, f"{public_url}/v1/oauth/callback")
+            sandbox = stack.enter_context(
+                _sandbox_process(sandbox_port, f"{public_url}/v1/oauth/callback")
             )
+            watched.append(("the Flinks sandbox", lambda: sandbox.process.poll() is None))
             _export(
-                FLINKS_API_URL=sandbox_url,
-                FLINKS_CONNECT_URL=f"{sandbox_url}/v2/",
+                FLINKS_API_URL=sandbox.url,
+                FLINKS_CONNECT_URL=f"{sandbox.url}/v2/",
                 FLINKS_CUSTOMER_ID=TOOLBOX_CUSTOMER_ID,
                 FLINKS_SECRET_KEY=TOOLBOX_SECRET_KEY,
                 FLINKS_API_KEY=TOOLBOX_API_KEY,
                 FLINKS_DEMO="true",
                 FLINKS_INSTITUTIONS="FlinksCapital",
             )
-            notes.append(f"  Flinks   {sandbox_url} (local sandbox; Connect page at /v2/)")
+            notes.append(f"  Flinks   {sandbox.url} (local sandbox; Connect page at /v2/)")
             notes.append("  Bank     Flinks Capital: Greatday / Everyday (MFA) or greatday_nomfa")
             notes.append("           MFA answers: Montreal, Canada, Triangle")
         else:
             notes.append(f"  Flinks   {settings.flinks_base_url}")
-        base = f"http://{settings.bff_host}:{settings.bff_port}"
-        print(  # noqa: T201
-            "\nflinks-bff (development)\n"
+        banner = (
+            "\nflinks-bff (development) is ready\n"
             f"  Demo     {base}/\n"
             f"  API docs {base}/docs\n"
-            f"  Health   {base}/readyz\n" + "\n".join(notes) + "\n",
-            flush=True,
+            f"  Health   {base}/readyz\n" + "\n".join(notes) + "\n"
         )
-        _uvicorn(settings, workers=1)
-    return 0
+        server = uvicorn.Server(uvicorn.Config(**_uvicorn_options(settings, workers=1)))
+        supervisor = _Supervisor(server, f"{base}/readyz", banner)
+        for what, alive in watched:
+            supervisor.watch(what, alive)
+        return supervisor.run()
 
 
 def sandbox(argv: Sequence[str]) -> int:
@@ -187,7 +274,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev_cmd.add_argument("--host", help="bind address (default 127.0.0.1)")
     dev_cmd.add_argument("--port", type=int, help="port (default 8000)")
-    dev_cmd.add_argument("--sandbox-port", type=int, default=8001, help="sandbox port (8001)")
+    dev_cmd.add_argument(
+        "--sandbox-port", type=int, help="sandbox port (env SANDBOX_PORT, default 8001)"
+    )
 
     commands.add_parser(
         "sandbox",

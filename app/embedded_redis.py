@@ -32,6 +32,9 @@ class EmbeddedRedis:
         log.info("embedded_redis.started", extra={"port": self.port})
         return self
 
+    def is_running(self) -> bool:
+        return bool(self._server.is_running())
+
     def stop(self) -> None:
         try:
             self._server.stop()

@@ -1,4 +1,5 @@
-"""The application factory and its lifespan (one httpx client, one Redis client, per process)."""
+"""The application factory and its lifespan (one httpx client, one Redis client, per process,
+and the registry of the background tasks that settle flows with Flinks)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import connect, flows, health, oauth, tokens, web
+from app.api import connect, flows, health, landing, oauth, tokens, web
 from app.api.deps import State
+from app.api.docs import mount_docs
 from app.api.edge import EdgeLimitsMiddleware
 from app.api.openapi import install_openapi, operation_id
 from app.api.problems import UnhandledErrorMiddleware, add_exception_handlers
@@ -23,7 +25,7 @@ from app.clock import Clock, SystemClock
 from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
-from app.flows import BrowserSessions, FlowConfig, Flows
+from app.flows import BrowserSessions, FlowConfig, Flows, TaskRegistry, Timing
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
@@ -32,8 +34,6 @@ from app.settings import Settings, decode_key, load_settings
 from app.store import Store, connect_redis
 
 log = logging.getLogger("app.main")
-
-AUTHORIZING_MARGIN = 5.0
 
 # Outbound: bounded everywhere; per-call timeouts in the Flinks client tighten these. The
 # pools are sized to BFF_MAX_INFLIGHT (app/pools.py).
@@ -79,6 +79,7 @@ def _flinks_client(
         api_url=settings.flinks_base_url,
         customer_id=settings.flinks_customer_id,
         secret_key=settings.flinks_secret_key,
+        api_key=settings.flinks_api_key,
         timeouts=FlinksTimeouts(
             mint_read=settings.flinks_timeout,
             oauth_read=settings.flinks_timeout,
@@ -98,13 +99,12 @@ def _flow_config(settings: Settings) -> FlowConfig:
         demo=settings.flinks_demo,
         return_urls=settings.bff_return_urls,
         oauth_redirect_uri=settings.oauth_redirect_uri,
+        connect_landing_url=landing.landing_url_prefix(str(settings.bff_public_url)),
         institutions=settings.flinks_institutions,
-        # An `authorizing` flow older than the longest /Authorize (with its token mint) lost
-        # its answer: a status read then asks Flinks.
-        authorizing_stale=timedelta(
-            seconds=max(settings.flinks_authorize_deadline, settings.flinks_authorize_timeout)
-            + settings.flinks_deadline
-            + AUTHORIZING_MARGIN
+        connect_authorize=settings.flinks_connect_authorize,
+        timing=Timing(
+            authorize_wait=timedelta(seconds=settings.bff_authorize_wait),
+            lease=timedelta(seconds=settings.bff_lease_ttl),
         ),
     )
 
@@ -149,6 +149,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 login_ttl=settings.bff_login_ttl,
             )
             readiness = Readiness(store, drain, eviction_policy=await store.eviction_policy())
+            # Closed first (the stack unwinds in reverse): its tasks release their leases
+            # through Redis and may be mid-call to Flinks.
+            tasks = TaskRegistry()
+            stack.push_async_callback(tasks.close)
             if readiness.evicting:
                 log.error("redis.evicting", extra={"maxmemory_policy": readiness.eviction_policy})
             state = State(
@@ -158,6 +162,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     _flinks_client(settings, http, clock, metrics),
                     _flow_config(settings),
                     clock=clock,
+                    tasks=tasks,
                 ),
                 sessions=BrowserSessions(store, ttl=settings.bff_session_ttl),
                 limiter=RateLimiter(
@@ -191,15 +196,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # header (an attacker's host, downgraded to http, re-sending POST bodies with a 307).
         redirect_slashes=False,
         generate_unique_id_function=operation_id,
-        docs_url=None if settings.is_production else "/docs",
+        docs_url=None,  # app/api/docs.py serves Swagger UI from a package, not a CDN
         redoc_url=None,
         openapi_url=None if settings.is_production else "/openapi.json",
     )
     add_exception_handlers(app)
     for router in (health.router, tokens.router, connect.router, oauth.router, flows.router):
         app.include_router(router)
+    app.include_router(landing.router)  # Connect's redirectUrl: served in production too
     if not settings.is_production:
         web.mount_demo(app)
+        mount_docs(app, "/openapi.json")
     install_openapi(app, settings)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(UnhandledErrorMiddleware)

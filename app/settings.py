@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     bff_request_timeout: float = Field(10.0, gt=0, le=300)
     bff_max_inflight: PositiveInt = Field(256)
 
+    # How long a browser request waits for Flinks before it answers the flow as `authorizing`
+    # (the call goes on in the background), and how long a replica's claim on a flow it is
+    # asking Flinks about lasts unless renewed (a flow whose replica died is taken over then).
+    bff_authorize_wait: float = Field(5.0, ge=0, le=60)
+    bff_lease_ttl: float = Field(20.0, ge=1, le=600)
+
     redis_url: RedisUrl | None = Field(None)
     bff_allow_plaintext_redis: bool = Field(False)
 
@@ -112,10 +118,14 @@ class Settings(BaseSettings):
     flinks_secret_key: SecretStr | None = Field(None)
     flinks_api_key: SecretStr | None = Field(None)
     flinks_demo: bool = Field(False)
+    # Connect completes with a cached /Authorize (Flinks' documented follow-up) or a live one.
+    flinks_connect_authorize: Literal["cached", "live"] = Field("cached")
     flinks_timeout: float = Field(5.0, gt=0, le=60)
-    flinks_authorize_timeout: float = Field(55.0, gt=0, le=300)
+    # A live /Authorize runs up to 210 s before Flinks dispatches it (202): it runs in the
+    # background, so it may take that long without holding a browser request.
+    flinks_authorize_timeout: float = Field(240.0, gt=0, le=300)
     flinks_deadline: float = Field(10.0, gt=0, le=300)
-    flinks_authorize_deadline: float = Field(55.0, gt=0, le=600)
+    flinks_authorize_deadline: float = Field(250.0, gt=0, le=600)
     flinks_breaker_failures: PositiveInt = Field(5)
     flinks_breaker_reset: PositiveInt = Field(10)
     flinks_institutions: CsvList = Field(DEFAULT_INSTITUTIONS, min_length=1)

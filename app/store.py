@@ -5,13 +5,16 @@ The records themselves are the domain's (app/flows/records.py); this module stor
 Keys (every one written with its TTL in the same command):
 - `bff:v1:flow:{<flow_id>}`   the flow record (JSON), TTL = flow TTL
 - `bff:v1:login:{<flow_id>}`  the loginId, AES-GCM encrypted, TTL = login TTL
+- `bff:v1:lease:{<flow_id>}`  who is asking Flinks about the flow right now, and until when
+  (`<holder> <until, ms since the epoch>`); the key's own TTL (twice the lease's) only clears
+  it away, the time in the value decides (on the app's injected clock)
 - `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
 - `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window (app/ratelimit.py)
 - `bff:v1:session:<sha256(session id)>`  the owner a browser session id stands for, TTL = session
   TTL; only ids written here were issued by the BFF
 
-The braces are Redis Cluster hash tags: a flow's record and loginId live in the same slot, so
-one script can change both atomically.
+The braces are Redis Cluster hash tags: a flow's record, loginId and lease live in the same
+slot, so one script can change them together atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
 from cryptography.exceptions import InvalidTag
@@ -79,6 +84,10 @@ def login_key(flow_id: str) -> str:
     return f"{PREFIX}login:{{{flow_id}}}"
 
 
+def lease_key(flow_id: str) -> str:
+    return f"{PREFIX}lease:{{{flow_id}}}"
+
+
 def state_key(state: str, session: str) -> str:
     digest = hashlib.sha256(f"{state}\x00{session}".encode()).hexdigest()
     return f"{PREFIX}state:{digest}"
@@ -118,16 +127,60 @@ class Sealer:
 
 
 # Compare-and-set on a flow: only if the stored version is the one the caller read, so two
-# replicas racing on the same flow cannot both win. Optionally writes the loginId in the same
-# atomic step. KEEPTTL: a transition never extends a flow's life.
+# replicas racing on the same flow cannot both win. Optionally writes the loginId and takes the
+# flow's lease in the same atomic step. KEEPTTL: a transition never extends a flow's life.
 CAS_FLOW_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
 return 1
 """
+
+# A lease is `<holder> <until>`; it is free when absent or when `until` (ms) is past `now`.
+TAKE_LEASE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local untl = tonumber(string.match(current, ' (%d+)$'))
+  if untl and untl > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# Renews (ARGV[2] = the new value) or, without a new value, releases the caller's own lease.
+KEEP_LEASE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current or string.match(current, '^(%S+) ') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to ask Flinks about one flow until `until` (on the app's clock). `holder` is a
+    random name of this holding; only it renews or releases the lease."""
+
+    flow_id: str
+    until: datetime
+    ttl_ms: int
+    holder: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
+
+    def value(self) -> str:
+        return f"{self.holder} {_ms(self.until)}"
+
+    @property
+    def key_ttl_ms(self) -> int:
+        # The key outlives the lease: whether it is still held is read from the time in it.
+        return 2 * self.ttl_ms
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
 
 
 class Store:
@@ -146,6 +199,8 @@ class Store:
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
         self._cas = redis.register_script(CAS_FLOW_SCRIPT)
+        self._take_lease = redis.register_script(TAKE_LEASE_SCRIPT)
+        self._keep_lease = redis.register_script(KEEP_LEASE_SCRIPT)
 
     async def eviction_policy(self) -> str | None:
         """Redis' maxmemory-policy, or None where CONFIG is not allowed (managed services)."""
@@ -184,17 +239,62 @@ class Store:
         return None if raw is None else FlowRecord.model_validate_json(raw)
 
     async def replace_flow(
-        self, expected_version: int, flow: FlowRecord, *, login_id: str | None = None
+        self,
+        expected_version: int,
+        flow: FlowRecord,
+        *,
+        login_id: str | None = None,
+        lease: Lease | None = None,
     ) -> bool:
-        """Compare-and-set; False if the flow changed (or vanished) since it was read."""
+        """Compare-and-set; False if the flow changed (or vanished) since it was read. With
+        `lease`, the transition also takes the flow's lease (whoever held it)."""
         sealed_login = (
             self.sealer.seal(login_id, login_key(flow.flow_id)) if login_id is not None else ""
         )
+        flow_id = flow.flow_id
         result = await call_redis(
             self._cas(
-                keys=[flow_key(flow.flow_id), login_key(flow.flow_id)],
-                args=[expected_version, flow.model_dump_json(), sealed_login, self.login_ttl],
+                keys=[flow_key(flow_id), login_key(flow_id), lease_key(flow_id)],
+                args=[
+                    expected_version,
+                    flow.model_dump_json(),
+                    sealed_login,
+                    self.login_ttl,
+                    lease.value() if lease else "",
+                    lease.key_ttl_ms if lease else 0,
+                ],
             )
+        )
+        return int(result) == 1
+
+    def new_lease(self, flow_id: str, now: datetime, ttl: timedelta) -> Lease:
+        """A lease on the flow from `now`, for `ttl`, with a holder name of its own."""
+        return Lease(flow_id, now + ttl, int(ttl.total_seconds() * 1000))
+
+    async def take_lease(self, lease: Lease, now: datetime) -> bool:
+        """Takes the flow's lease if no one holds it at `now` (absent, or its time is up)."""
+        result = await call_redis(
+            self._take_lease(
+                keys=[lease_key(lease.flow_id)],
+                args=[lease.value(), _ms(now), lease.key_ttl_ms],
+            )
+        )
+        return int(result) == 1
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        """Moves the lease's time on to `lease.until`; False if the holder no longer has it."""
+        result = await call_redis(
+            self._keep_lease(
+                keys=[lease_key(lease.flow_id)],
+                args=[lease.holder, lease.value(), lease.key_ttl_ms],
+            )
+        )
+        return int(result) == 1
+
+    async def release_lease(self, lease: Lease) -> bool:
+        """Lets the lease go, if the holder still has it."""
+        result = await call_redis(
+            self._keep_lease(keys=[lease_key(lease.flow_id)], args=[lease.holder, "", 0])
         )
         return int(result) == 1
 

@@ -356,21 +356,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     bff_bursts = [r for r in _bursts(results) if r["target"] == "bff"]
     quiet = [r for r in bff_bursts if not r["machine"]["disturbed"]]
     for run in (quiet or bff_bursts)[-1:]:
-        walls = figure([w["wall_s"] for w in run["waves"]])
-        errors = sum(w["errors"] for w in run["waves"])
+        # A wave with errors says nothing of wall time (shed or refused flows end at once).
+        walls = figure([w["wall_s"] for w in run["waves"] if not w["errors"]])
+        by_wave = [w["errors"] for w in run["waves"]]
         limit = MAX_BURST_OVER_CHAIN * run["upstream_chain_ms"] / 1000
         size = run["waves"][0]["completed"] + run["waves"][0]["errors"]
-        met = walls is not None and errors == 0 and walls["median"] <= limit
-        wall = (
-            "-"
-            if walls is None
-            else f"{walls['median']:.2f} s [{walls['min']:.2f}-{walls['max']:.2f}]"
-        )
+        met = walls is not None and not any(by_wave) and walls["median"] <= limit
+        wall = "no wave without errors"
+        if walls is not None:
+            wall = f"wall {walls['median']:.2f} s [{walls['min']:.2f}-{walls['max']:.2f}]"
         verdicts.append(
             {
                 "target": f"{size} OAuth flows at once, +{run['latency_ms_per_call']:.0f} ms: "
                 f"0 errors, wall <= {limit:.1f} s",
-                "value": f"{errors} errors, wall {wall}",
+                "value": f"errors by wave {'/'.join(map(str, by_wave))}; {wall}",
                 "met": met,
                 "disturbed": bool(run["machine"]["disturbed"]),
             }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib.util import find_spec
 
 import httpx
 import pytest
@@ -31,6 +32,10 @@ from tests.figures import FIGURES
 from tests.redis_server import RedisServer, database_for_worker, start_redis_server, worker_index
 
 pytest_plugins = ["tests.chromium"]
+
+# `make test` does not install the browser driver (only `make e2e` does): without it the browser
+# tests cannot even be imported, so they are not collected (they are deselected there anyway).
+collect_ignore_glob = [] if find_spec("playwright") else ["e2e/*", "sandbox/e2e/*"]
 
 BASE_URL = "http://127.0.0.1:8000"
 _CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")

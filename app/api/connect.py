@@ -51,8 +51,9 @@ async def complete_connect(
     rotation: SessionRotationDep,
     flow_id: FlowId,
 ) -> FlowOut:
-    flow = await flows.complete_connect(
+    read = await flows.complete_connect(
         session=session, flow_id=flow_id, login_id=body.login_id, institution=body.institution
     )
-    await rotation.after(flow.status)
-    return FlowOut.of(flow)
+    if read.connected_now:
+        await rotation.after(read.flow.status)
+    return FlowOut.of(read.flow)

@@ -35,6 +35,7 @@ async def answer_mfa(
     rotation: SessionRotationDep,
     flow_id: FlowId,
 ) -> FlowOut:
-    flow = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
-    await rotation.after(flow.status)
-    return FlowOut.of(flow)
+    read = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
+    if read.connected_now:
+        await rotation.after(read.flow.status)
+    return FlowOut.of(read.flow)

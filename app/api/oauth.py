@@ -134,7 +134,8 @@ async def callback(
             raise
         # A person mid-navigation gets a page, not JSON; it quotes nothing from the request.
         return _state_invalid_page(flows.config.return_urls[0])
-    await rotation.after(result.status)
+    if result.connected_now:
+        await rotation.after(result.status)
     return _redirect(_return_location(result), carry)
 
 

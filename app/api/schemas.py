@@ -17,7 +17,6 @@ from pydantic import (
 )
 
 from app.flows import (
-    Challenge,
     FlowError,
     FlowKind,
     FlowRecord,
@@ -122,12 +121,26 @@ class CompleteIn(StrictBody):
 
 
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Answer = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+# An ImageSelection answer is the base64 PNG Flinks offered.
+Answer = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+MFA_ANSWERS = (
+    "The answer to each challenge of `mfa.challenges`, keyed by its exact `prompt`, for every "
+    "type:\n\n"
+    '- `QuestionAndAnswer` without choices: exactly one non-empty answer, `["Montreal"]`;\n'
+    "- `QuestionAndAnswer` with choices, `MultipleChoice`, `ImageSelection`: exactly one of the "
+    "offered `choices`, as offered (for an image, the base64 string itself);\n"
+    "- `MultipleChoiceMultipleAnswers`: one or more different `choices`;\n"
+    '- `TextOrCall`: `[<one of the choices, a phone number>, "Text" | "Call"]`; the code that '
+    "is sent is then asked as an ordinary `QuestionAndAnswer`.\n\n"
+    "Answers are checked before anything is sent to Flinks: one that does not fit its challenge "
+    "is a 422 `validation_error` naming the prompt."
+)
 
 
 class MfaIn(StrictBody):
     responses: dict[Prompt, Annotated[list[Answer], Field(min_length=1, max_length=10)]] = Field(
-        min_length=1, max_length=10
+        min_length=1, max_length=10, description=MFA_ANSWERS
     )
 
 
@@ -143,8 +156,24 @@ class OAuthSessionOut(BaseModel):
     expires_at: datetime
 
 
+class ChallengeOut(BaseModel):
+    type: str = Field(
+        description="Flinks' challenge type: QuestionAndAnswer, MultipleChoice, "
+        "MultipleChoiceMultipleAnswers, ImageSelection, TextOrCall (or another Flinks adds)."
+    )
+    prompt: str = Field(description="The question to show; answers are keyed by it.")
+    choices: list[str] = Field(
+        description="What Flinks offered to pick from, in order; empty when it offered nothing "
+        "(a free-text answer). ImageSelection: base64 PNGs (show each as "
+        "`data:image/png;base64,` + choice). TextOrCall: masked phone numbers."
+    )
+
+
 class MfaOut(BaseModel):
-    challenges: list[Challenge]
+    challenges: list[ChallengeOut]
+    attempt: int = Field(
+        description="1 for a new question; 2, 3, ... when Flinks asks again after a wrong answer."
+    )
 
 
 class FlowOut(BaseModel):
@@ -164,8 +193,17 @@ class FlowOut(BaseModel):
             kind=flow.kind,
             status=flow.status,
             institution=flow.institution,
-            mfa=MfaOut(challenges=list(flow.challenges)) if flow.status == "mfa_required" else None,
+            mfa=_mfa(flow),
             error=flow.error,
             created_at=flow.created_at,
             expires_at=flow.expires_at,
         )
+
+
+def _mfa(flow: FlowRecord) -> MfaOut | None:
+    if flow.status != "mfa_required":
+        return None
+    challenges = [
+        ChallengeOut(type=c.type, prompt=c.prompt, choices=list(c.choices)) for c in flow.challenges
+    ]
+    return MfaOut(challenges=challenges, attempt=flow.attempt)

@@ -129,8 +129,8 @@ class BrowserSecurityMiddleware:
                 ]
                 if b"referrer-policy" not in present:
                     extra.append((b"referrer-policy", b"no-referrer"))
-                if csp is not None:
-                    extra.append((b"content-security-policy", csp))
+                if csp is not None and b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", csp))  # a route's own CSP wins
                 if self.hsts:
                     extra.append(
                         (b"strict-transport-security", b"max-age=31536000; includeSubDomains")

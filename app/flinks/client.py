@@ -1,10 +1,11 @@
-"""The Flinks API client: authorize tokens, live /Authorize and its MFA continuation, and the
-start of Flinks' custom OAuth flow.
+"""The Flinks API client: authorize tokens, /Authorize (live and cached) and its MFA
+continuation, following a 202 on AuthorizeAsync, and the start of Flinks' custom OAuth flow.
 
 It runs over the app's shared `httpx.AsyncClient` and never creates, configures or closes one.
 Every call has explicit timeouts, never follows a redirect, and reads at most
 `MAX_BODY_BYTES`; every operation (with its retries and token mints) has a total deadline.
-The secret key is sent only to /GenerateAuthorizeToken.
+The secret key is sent only to /GenerateAuthorizeToken; the API key (`x-api-key`) only to the
+data and async endpoints, never to a mint.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ _UNREADABLE: Final = (httpx.DecodingError, httpx.InvalidURL, _BodyTooLarge)
 # What the client maps to a FlinksError; TimeoutError is the deadline's own.
 _UPSTREAM_FAILURES: Final = (*_UNREADABLE, httpx.RequestError, TimeoutError)
 _CUSTOMER_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
+# A RequestId goes into a path (AuthorizeAsync/{requestId}): Flinks' are GUIDs.
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
+# A 401 that refuses the token itself ("You must provide a valid authorize token"): no code, or
+# ACCESS_DENIED ("no valid authentication credentials").
+_TOKEN_REFUSED_CODES: Final = (None, "ACCESS_DENIED")
 _DEFAULT_TIMEOUTS: Final = FlinksTimeouts()
 _DEFAULT_RETRY: Final = RetryPolicy()
 
@@ -88,6 +94,7 @@ _M = TypeVar("_M", bound=BaseModel)
 class Endpoint(StrEnum):
     MINT = "GenerateAuthorizeToken"
     AUTHORIZE = "Authorize"
+    AUTHORIZE_ASYNC = "AuthorizeAsync"
     OAUTH_AUTHORIZE = "OAuthAuthorize"
 
 
@@ -99,6 +106,7 @@ class FlinksClient:
         api_url: str,
         customer_id: str,
         secret_key: SecretStr,
+        api_key: SecretStr | None = None,
         timeouts: FlinksTimeouts = _DEFAULT_TIMEOUTS,
         mint_retry: RetryPolicy = _DEFAULT_RETRY,
         send_retry: RetryPolicy = _DEFAULT_RETRY,
@@ -106,8 +114,10 @@ class FlinksClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`mint_retry` governs /GenerateAuthorizeToken (safe to repeat). `send_retry` governs
-        /Authorize and the OAuth call, which are repeated only when nothing was sent. `clock`
-        (monotonic seconds) measures the operations' deadlines."""
+        /Authorize and the OAuth call, which are repeated only when nothing was sent, and
+        AuthorizeAsync (a read, repeated on any transient failure). `api_key` is sent as
+        `x-api-key` to the async endpoint. `clock` (monotonic seconds) measures the operations'
+        deadlines."""
         if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ValueError("customer_id must be letters, digits and dashes")
         if not secret_key.get_secret_value():
@@ -117,6 +127,7 @@ class FlinksClient:
         self._banking_url = f"{self._api_url}/v3/{customer_id}/BankingServices"
         self._oauth_url = f"{self._api_url}/v3/oauth/authorize"
         self._secret_key = secret_key
+        self._api_key = api_key
         self._timeouts = timeouts
         self._mint_retry = mint_retry
         self._send_retry = send_retry
@@ -138,24 +149,70 @@ class FlinksClient:
         return await self._authorize_with_fresh_token(request, login_id, deadline)
 
     async def authorize_cached(self, *, login_id: str) -> AuthorizeOutcome:
-        """Cached /Authorize (`MostRecentCached=true`): the state of the last live session,
-        e.g. to see whether a pending one has finished. No bank login."""
+        """Cached /Authorize (`MostRecentCached=true`, nothing else): what Flinks Connect's sign-in
+        (or the last live session) produced, the documented follow-up of Connect. No bank login;
+        a 202 OPERATION_PENDING while that processing still runs."""
         request = AuthorizeRequest(LoginId=login_id, MostRecentCached=True)
         deadline = self._deadline(self._timeouts.deadline)
         return await self._authorize_with_fresh_token(request, login_id, deadline)
 
+    async def authorize_async(self, *, request_id: str) -> AuthorizeOutcome:
+        """`GET AuthorizeAsync/{requestId}` with `x-api-key`: where an /Authorize that answered
+        202 stands now (202 again, 200, 203, or its failure). Flinks asks callers to poll this
+        at most every 10 s, for at most 30 minutes; the caller paces it."""
+        if not _REQUEST_ID.fullmatch(request_id):
+            raise ValueError("request_id must be letters, digits and dashes")
+        headers = {"Accept": "application/json"}
+        if self._api_key is not None:
+            headers["x-api-key"] = self._api_key.get_secret_value()
+        deadline = self._deadline(self._timeouts.deadline)
+
+        async def attempt(number: int) -> AuthorizeOutcome:
+            reply = await self._exchange(
+                Endpoint.AUTHORIZE_ASYNC,
+                "GET",
+                f"{self._banking_url}/AuthorizeAsync/{request_id}",
+                headers=headers,
+                read_timeout=self._timeouts.mint_read,
+                attempt=number,
+                deadline=deadline,
+            )
+            if reply.status == 401 and reply.flinks_code in _TOKEN_REFUSED_CODES:
+                # Our API key was refused: nothing is known about the login itself.
+                raise reply.error()
+            return _authorize_outcome(reply, token=None, login_id=None)
+
+        return await self._retrying(self._send_retry, attempt, _is_transient, deadline)
+
     async def answer_mfa(
-        self, *, token: SecretStr, request_id: str, responses: Mapping[str, Sequence[str]]
+        self,
+        *,
+        token: SecretStr | None,
+        request_id: str,
+        responses: Mapping[str, Sequence[str]],
     ) -> AuthorizeOutcome:
-        """Answers a 203 with the token that produced it; `responses` is {prompt: [answers]}."""
+        """Answers a 203; `responses` is Flinks' SecurityResponses ({key: [answers]}).
+
+        `token` is the one that produced the 203: the legacy docs send it back, current ones
+        call a token single use. If Flinks refuses it, the same answers go once more with a
+        fresh token and the same RequestId (a refused token leaves the MFA session as it was).
+        Without a token, a fresh one is minted at once."""
         body = AuthorizeRequest(
             RequestId=request_id, SecurityResponses=_security_responses(responses)
         ).to_json()
         deadline = self._deadline(self._timeouts.authorize_deadline)
+        reusable = token
 
         async def attempt(number: int) -> AuthorizeOutcome:
-            reply = await self._post_authorize(token, body, attempt=number, deadline=deadline)
-            return _authorize_outcome(reply, token=token, login_id=None)
+            nonlocal reusable
+            sent = reusable or (await self._mint(deadline)).value
+            reply = await self._post_authorize(sent, body, attempt=number, deadline=deadline)
+            if reusable is not None and _token_refused(reply):
+                log.info("flinks.token_reuse_refused", extra={"endpoint": Endpoint.AUTHORIZE})
+                reusable = None
+                sent = (await self._mint(deadline)).value
+                reply = await self._post_authorize(sent, body, attempt=number, deadline=deadline)
+            return _authorize_outcome(reply, token=sent, login_id=None)
 
         return await self._retrying(
             self._send_retry, attempt, _not_sent_to(Endpoint.AUTHORIZE), deadline
@@ -407,18 +464,24 @@ class _Reply:
 
 
 def _authorize_outcome(
-    reply: _Reply, *, token: SecretStr, login_id: str | None
+    reply: _Reply, *, token: SecretStr | None, login_id: str | None
 ) -> AuthorizeOutcome:
     status, code = reply.status, reply.flinks_code
     if status == 200:
         return _connected(reply, login_id)
-    if status == 203:
+    if status == 203 or (status == 401 and _carries_challenges(reply)):
+        # A 401 with new SecurityChallenges: the answer was wrong and Flinks asks again (public
+        # clients read it so; contract 12.1 #9).
         mfa = reply.model(AuthorizeMfaRequired)
         return MfaRequired(
             request_id=mfa.RequestId,
-            challenges=tuple(FlinksChallenge(c.Type, c.Prompt) for c in mfa.SecurityChallenges),
+            challenges=tuple(
+                FlinksChallenge(c.Type, c.Prompt, tuple(c.Iterables or ()))
+                for c in mfa.SecurityChallenges
+            ),
             institution=mfa.Institution,
             token=token,
+            rejected=status == 401,
         )
     if status == 202:
         pending = reply.model(FlinksStatusResponse)
@@ -435,6 +498,18 @@ def _authorize_outcome(
         if outcome is not FLINKS_ERROR:
             return Failed(outcome, code, status)
     raise reply.error()
+
+
+def _carries_challenges(reply: _Reply) -> bool:
+    return isinstance(reply.payload, dict) and bool(reply.payload.get("SecurityChallenges"))
+
+
+def _token_refused(reply: _Reply) -> bool:
+    return (
+        reply.status == 401
+        and reply.flinks_code in _TOKEN_REFUSED_CODES
+        and not _carries_challenges(reply)
+    )
 
 
 def _connected(reply: _Reply, requested_login_id: str | None) -> Connected:

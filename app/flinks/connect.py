@@ -6,8 +6,12 @@ checked by a strict rule; anything else is refused with a `ConnectOptionError` t
 option and never quotes its value.
 
 `jsRedirect=true` is sent by default: Connect then reports success through its `REDIRECT`
-postMessage event instead of navigating the iframe to `redirectUrl`, which is what the BFF's
-frontend listens for. `innerRedirect` is never sent: its meaning is undocumented.
+postMessage event instead of navigating to `redirectUrl`, which is what the BFF's frontend
+listens for. `jsRedirect` is not in Flinks' documented parameter list, though (contract 12.1
+#7): a Connect that ignores it navigates the top window to `redirectUrl?loginId=…`, so
+`redirect_url` must be a page that expects the loginId there. The BFF passes its own Connect
+landing page (app/api/landing.py), allowed by adding it to `allowed_redirect_urls`.
+`innerRedirect` is never sent: its meaning is undocumented.
 """
 
 from __future__ import annotations

@@ -73,12 +73,18 @@ class AuthorizeSuccess(_Response):
 
 
 class SecurityChallenge(_Response):
+    """One MFA challenge. `Iterables` are its choices (public integrations, contract 12.1 #1):
+    answers to pick from, base64 PNGs for `ImageSelection`, masked phone numbers for
+    `TextOrCall`."""
+
     Type: str | None = None
     Prompt: str = Field(min_length=1)
+    Iterables: list[str] | None = Field(default=None, repr=False)
 
 
 class AuthorizeMfaRequired(_Response):
-    """203 from /Authorize: answer the challenges with the same RequestId and token."""
+    """203 from /Authorize (or a 401 that asks a new question after a wrong answer): answer the
+    challenges with the same RequestId."""
 
     HttpStatusCode: int | None = None
     Links: list[Link] = []

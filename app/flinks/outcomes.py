@@ -21,10 +21,15 @@ class AuthorizeToken:
 
 @dataclass(frozen=True, slots=True)
 class FlinksChallenge:
-    """An MFA question as Flinks sent it (its type may be missing); the domain keeps its own."""
+    """An MFA question as Flinks sent it (its type may be missing); the domain keeps its own.
+
+    `choices` are Flinks' `Iterables`, in order: the answers to pick from, the base64 PNGs of an
+    `ImageSelection`, the masked phone numbers of a `TextOrCall`; empty when Flinks sent none.
+    """
 
     type: str | None
     prompt: str
+    choices: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +47,17 @@ class Connected:
 class MfaRequired:
     """203: answer with `FlinksClient.answer_mfa(token=token, request_id=request_id, ...)`.
 
-    `token` is the authorize token that produced this challenge: Flinks wants the same one back.
+    `token` is the authorize token that produced this challenge (the legacy docs want the same
+    one back; the client falls back to a fresh one if Flinks refuses it), or None when none did
+    (a 203 read from AuthorizeAsync). `rejected`: the answer just sent was wrong, and Flinks asks
+    these new challenges instead (a 401 INVALID_SECURITY_RESPONSE carrying them).
     """
 
     request_id: str = field(repr=False)
     challenges: tuple[FlinksChallenge, ...]
     institution: str | None
-    token: SecretStr = field(repr=False)
+    token: SecretStr | None = field(repr=False)
+    rejected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

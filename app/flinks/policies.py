@@ -18,13 +18,13 @@ class FlinksTimeouts:
     bodies it is in effect the time Flinks takes to answer. Per operation: a deadline over all
     its attempts, backoffs and the token mints it needs (see `Deadline`).
 
-    - `authorize_read`: a live /Authorize logs in at the bank and can take minutes (Flinks
-      dispatches to the background only after 210 s). 55 s keeps the BFF's own answer under the
-      60 s idle timeout of common load balancers, so the user gets our 504 rather than a cut
-      connection. A timed-out live /Authorize is never repeated.
+    - `authorize_read`: a live /Authorize logs in at the bank and can take minutes: Flinks
+      dispatches it to the background (202) only after 210 s, so 240 s waits for that answer.
+      The caller runs it in the background, never holding a browser request that long. A
+      timed-out live /Authorize is never repeated.
     - `mint_read`, `oauth_read`: short calls that do no bank work.
     - `authorize_deadline`: a live /Authorize or an MFA answer, with the token mint and the
-      pre-send retries it takes; 55 s for the same load-balancer reason.
+      pre-send retries it takes.
     - `deadline`: every other operation (a mint with its retries, the OAuth start, a cached
       /Authorize).
     - `min_attempt`: a retry is not started with less time than this left before the deadline:
@@ -35,10 +35,10 @@ class FlinksTimeouts:
     write: float = 5.0
     pool: float = 2.0
     mint_read: float = 5.0
-    authorize_read: float = 55.0
+    authorize_read: float = 240.0
     oauth_read: float = 10.0
     deadline: float = 10.0
-    authorize_deadline: float = 55.0
+    authorize_deadline: float = 250.0
     min_attempt: float = 1.0
 
     def __post_init__(self) -> None:

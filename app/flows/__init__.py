@@ -15,6 +15,7 @@ from app.flows.records import (
     InstitutionId,
     Language,
 )
+from app.flows.runner import Timing
 from app.flows.service import (
     CallbackResult,
     ConnectSession,
@@ -25,6 +26,7 @@ from app.flows.service import (
     StatusRead,
 )
 from app.flows.sessions import BrowserSession, BrowserSessions
+from app.flows.tasks import TaskRegistry
 
 __all__ = [
     "INSTITUTION_ID",
@@ -45,4 +47,6 @@ __all__ = [
     "MintedToken",
     "OAuthStart",
     "StatusRead",
+    "TaskRegistry",
+    "Timing",
 ]

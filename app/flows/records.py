@@ -36,12 +36,15 @@ def session_hash(session: str) -> str:
 
 
 class Challenge(BaseModel):
-    """One MFA question of a flow waiting for answers."""
+    """One MFA question of a flow waiting for answers: Flinks' type (QuestionAndAnswer,
+    MultipleChoice, MultipleChoiceMultipleAnswers, ImageSelection, TextOrCall, or one not known
+    here), its prompt, and the choices Flinks offered (its `Iterables`), in order."""
 
     model_config = ConfigDict(frozen=True)
 
     type: str
     prompt: str
+    choices: tuple[str, ...] = ()
 
 
 class FlowError(BaseModel):
@@ -54,7 +57,14 @@ class FlowError(BaseModel):
 
 
 class FlowRecord(BaseModel):
-    """A flow as stored. Secrets it needs later (MFA token, RequestId) are sealed, not plain."""
+    """A flow as stored. Secrets it needs later (MFA token, RequestId) are sealed, not plain.
+
+    `attempt` counts the answers to this MFA step, from 1 (a wrong answer that Flinks follows
+    with a new question makes it 2). `pending_since` is when Flinks first said "still working"
+    (202, or a call that got no answer) for the current wait, which is followed for at most
+    30 minutes. `reported`: a read told the owner that the flow connected (and its session
+    was rotated then).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -68,11 +78,16 @@ class FlowRecord(BaseModel):
     return_url: str | None = None
     tag: str | None = None
     challenges: tuple[Challenge, ...] = ()
+    attempt: int = 1
     error: FlowError | None = None
-    sealed_upstream: str | None = Field(None, description="AES-GCM sealed MFA continuation")
+    sealed_upstream: str | None = Field(
+        None, description="AES-GCM sealed continuation: Flinks' RequestId and MFA token"
+    )
     created_at: datetime
     expires_at: datetime
     checked_at: datetime | None = None
+    pending_since: datetime | None = None
+    reported: bool = False
 
     @classmethod
     def new(

@@ -1,20 +1,21 @@
 """The domain: start a flow, consume OAuth state, complete with a loginId, authorize, MFA, status.
 
 No HTTP framework, no raw httpx, no raw Redis commands: it speaks to `Store` and `FlinksClient`
-and raises `app.errors` exceptions, which the API layer renders.
+and raises `app.errors` exceptions, which the API layer renders. The Flinks calls that decide a
+flow run through `FlowRunner` (app/flows/runner.py): in the background, under a lease, with a
+bounded wait for the browser.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
@@ -26,36 +27,26 @@ from app.errors import (
     FlowNotFound,
     ReturnUrlNotAllowed,
     StateInvalid,
-    StoreUnavailable,
-    UpstreamRejected,
-    UpstreamTimeout,
     UpstreamUnavailable,
     ValidationFailed,
 )
 from app.flinks import (
     AuthorizeOutcome,
-    Connected,
     ConnectOptionError,
-    Failed,
-    FlinksBadResponse,
     FlinksClient,
     FlinksError,
-    FlinksRejected,
-    FlinksTimeout,
-    FlinksUnavailable,
-    MfaRequired,
-    Pending,
     build_connect_url,
     outcome_for_oauth_error,
 )
+from app.flows.mfa import security_responses
 from app.flows.records import (
-    Challenge,
-    FlowError,
     FlowKind,
     FlowRecord,
     FlowStatus,
     Language,
 )
+from app.flows.runner import Continuation, FlowRunner, Timing, app_error
+from app.flows.tasks import TaskRegistry
 
 if TYPE_CHECKING:
     # Only a type here: the store imports app.flows.records, so importing it at run time would
@@ -67,22 +58,27 @@ log = logging.getLogger("app.flows")
 # Flinks: an authorize token lives 30 minutes (one page says 15; contract section 9).
 TOKEN_LIFETIME = timedelta(minutes=30)
 STATE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-# A pending flow's status read asks Flinks again at most this often.
-PENDING_RECHECK = timedelta(seconds=5)
+
+ConnectAuthorize = Literal["cached", "live"]
 
 
 @dataclass(frozen=True, slots=True)
 class FlowConfig:
+    """`connect_authorize`: how a Connect flow completes: `cached` (Flinks' documented
+    follow-up, the person has just signed in inside the iframe) or `live` (a second sign-in at
+    the bank, saved). OAuth flows are always live and saved. `timing`: the runner's waits."""
+
     connect_url: str
     connect_origin: str
     demo: bool
     return_urls: tuple[str, ...]
     oauth_redirect_uri: str
     institutions: tuple[str, ...]
-    pending_recheck: timedelta = PENDING_RECHECK
-    # Longer than any live /Authorize may take: an `authorizing` flow older than this lost its
-    # answer, and a status read asks Flinks.
-    authorizing_stale: timedelta = timedelta(seconds=90)
+    # Connect's redirectUrl is this + the flow id: the BFF's landing page (app/api/landing.py),
+    # where a Connect that ignores jsRedirect brings the loginId. None: the flow's return URL.
+    connect_landing_url: str | None = None
+    connect_authorize: ConnectAuthorize = "cached"
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +102,8 @@ class OAuthStart:
 
 @dataclass(frozen=True, slots=True)
 class StatusRead:
-    """A flow's status, and whether this read is what connected it (a pending flow re-checked)."""
+    """A flow's status, and whether this answer is the first to tell its owner that it
+    connected (the owner's session is then rotated)."""
 
     flow: FlowRecord
     connected_now: bool
@@ -120,6 +117,7 @@ class CallbackResult:
     flow_id: str
     status: FlowStatus
     error_code: str | None
+    connected_now: bool = False
 
 
 def _is_login_id(value: str) -> bool:
@@ -127,38 +125,6 @@ def _is_login_id(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower() and len(value) == 36
     except ValueError:
         return False
-
-
-_FLINKS_FAILURE_WORDS = {
-    UpstreamUnavailable.code: "Flinks could not be reached.",
-    UpstreamTimeout.code: "Flinks did not answer in time.",
-    UpstreamRejected.code: "Flinks refused the request.",
-}
-
-
-def _outcome_unknown(exc: FlinksError) -> bool:
-    """Sent, and no HTTP answer came back (timed out, connection dropped)."""
-    answered = isinstance(exc, (FlinksUnavailable, FlinksRejected, FlinksBadResponse)) and (
-        exc.status is not None
-    )
-    return (
-        exc.may_have_been_sent
-        and not answered
-        and isinstance(exc, (FlinksTimeout, FlinksUnavailable))
-    )
-
-
-def _app_error(exc: FlinksError) -> AppError:
-    if isinstance(exc, FlinksTimeout):
-        return UpstreamTimeout()
-    if isinstance(exc, FlinksUnavailable):
-        headers = {"Retry-After": str(round(exc.retry_after))} if exc.retry_after else None
-        return UpstreamUnavailable(headers=headers)
-    if isinstance(exc, FlinksRejected):
-        return UpstreamRejected(flinks_code=exc.flinks_code)
-    if isinstance(exc, FlinksBadResponse):
-        return UpstreamRejected("Flinks answered with something the BFF could not use.")
-    return UpstreamUnavailable()
 
 
 class Flows:
@@ -169,11 +135,15 @@ class Flows:
         config: FlowConfig,
         *,
         clock: Clock | None = None,
+        tasks: TaskRegistry | None = None,
     ) -> None:
+        """`tasks` owns the background calls (the app's lifespan closes it on shutdown)."""
         self.store = store
         self._clock = clock or SystemClock()
         self._flinks = flinks
         self.config = config
+        self.tasks = tasks or TaskRegistry()
+        self.runner = FlowRunner(store, lambda: self.flinks, config.timing, self._clock, self.tasks)
 
     @property
     def flinks(self) -> FlinksClient:
@@ -187,7 +157,7 @@ class Flows:
         try:
             token = await self.flinks.generate_authorize_token()
         except FlinksError as exc:
-            raise _app_error(exc) from exc
+            raise app_error(exc) from exc
         return MintedToken(token.value, token.minted_at + TOKEN_LIFETIME)
 
     # -- Connect ---------------------------------------------------------------------------
@@ -214,7 +184,7 @@ class Flows:
             kind="connect", session=session, language=language, return_url=return_url, tag=tag
         )
         await self.store.create_flow(flow)
-        return ConnectSession(flow, build(minted.token), self.config.connect_origin)
+        return ConnectSession(flow, build(minted.token, flow.flow_id), self.config.connect_origin)
 
     def _connect_url_builder(
         self,
@@ -224,7 +194,7 @@ class Flows:
         options: Mapping[str, object],
     ) -> _ConnectUrlBuilder:
         builder = _ConnectUrlBuilder(self.config, language, return_url, tag, options)
-        builder(SecretStr("validation-only"))
+        builder(SecretStr("validation-only"), "validation-only")
         return builder
 
     async def complete_connect(
@@ -234,30 +204,43 @@ class Flows:
         flow_id: str,
         login_id: str,
         institution: str | None,
-    ) -> FlowRecord:
+    ) -> StatusRead:
+        """Binds Connect's loginId to the flow once and authorizes it: a cached /Authorize by
+        default (the person has just signed in inside the iframe), or live and saved."""
         if not _is_login_id(login_id):
             raise ValidationFailed("login_id must be the UUID Flinks Connect sent.")
         flow = await self._owned_flow(session, flow_id, kind="connect")
         if flow.status == "started":
+            flinks = self.flinks
+            call: Callable[[], Awaitable[AuthorizeOutcome]]
+            if self.config.connect_authorize == "cached":
+                call = lambda: flinks.authorize_cached(login_id=login_id)  # noqa: E731
+            else:
+                call = lambda: flinks.authorize_live(  # noqa: E731
+                    login_id=login_id, language=flow.language, tag=flow.tag
+                )
             claimed = flow.next(
                 status="authorizing",
                 institution=institution or flow.institution,
                 checked_at=self._clock.now(),
             )
-            if await self.store.replace_flow(flow.version, claimed, login_id=login_id):
-                return await self._authorize(claimed, login_id)
+            lease = self.runner.new_lease(flow_id)
+            if await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):
+                return await self._told(
+                    await self.runner.start(claimed, lease, self.runner.calling(call))
+                )
         return await self._replayed_complete(session, flow_id, login_id)
 
     async def _replayed_complete(
         self, session: str | None, flow_id: str, login_id: str
-    ) -> FlowRecord:
+    ) -> StatusRead:
         """A second `complete` with the flow's own loginId (a retry after a lost answer, a double
-        submit) gets the flow's current status and causes no Flinks call; another loginId is a
-        conflict."""
+        submit) gets the flow's current status and causes no new Flinks call; another loginId is
+        a conflict."""
         bound = await self.store.get_login_id(flow_id)
         if bound is None or not secrets.compare_digest(bound.lower(), login_id.lower()):
             raise Conflict("This flow already has a loginId.")
-        return (await self.status(session=session, flow_id=flow_id)).flow
+        return await self.status(session=session, flow_id=flow_id)
 
     # -- OAuth -----------------------------------------------------------------------------
 
@@ -292,7 +275,7 @@ class Flows:
                 tag=tag,
             )
         except FlinksError as exc:
-            raise await self._flinks_failed(flow, exc) from exc
+            raise await self.runner.flinks_failed(flow, exc) from exc
         return OAuthStart(flow, location)
 
     async def oauth_callback(
@@ -318,34 +301,42 @@ class Flows:
             outcome = outcome_for_oauth_error(error) if error is not None else None
             code = outcome.code if outcome else "invalid_callback"
             message = outcome.message if outcome else "The bank's answer could not be used."
-            failed = await self._record_failure(flow, code, message)
-            return self._callback_result(failed)
+            failed = await self.runner.record_failure(flow, code, message)
+            return self._callback_result(StatusRead(failed, connected_now=False))
+        flinks = self.flinks
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
-        if not await self.store.replace_flow(flow.version, claimed, login_id=login_id):
+        lease = self.runner.new_lease(flow_id)
+        if not await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):
             raise StateInvalid
+        live = self.runner.calling(
+            lambda: flinks.authorize_live(login_id=login_id, language=flow.language, tag=flow.tag)
+        )
         try:
-            result = await self._authorize(claimed, login_id)
+            result = await self.runner.start(claimed, lease, live)
         except AppError:
             result = await self.store.get_flow(flow_id) or claimed
-        return self._callback_result(result)
+        return self._callback_result(await self._told(result))
 
-    def _callback_result(self, flow: FlowRecord) -> CallbackResult:
+    def _callback_result(self, read: StatusRead) -> CallbackResult:
+        flow = read.flow
         assert flow.return_url is not None  # noqa: S101 - OAuth flows always have one
         return CallbackResult(
             return_url=flow.return_url,
             flow_id=flow.flow_id,
             status=flow.status,
             error_code=flow.error.code if flow.error else None,
+            connected_now=read.connected_now,
         )
 
     # -- status and MFA ----------------------------------------------------------------------
 
     async def status(self, *, session: str | None, flow_id: str) -> StatusRead:
+        """The flow as it stands. A flow still waiting for Flinks whose holder is gone (its
+        lease ran out) is taken over by this read, which asks Flinks."""
         flow = await self._owned_flow(session, flow_id, allow_expired=True)
-        if self._outcome_to_check(flow):
-            checked = await self._recheck_pending(flow)
-            return StatusRead(checked, connected_now=checked.status == "connected")
-        return StatusRead(flow, connected_now=False)
+        if self.runner.unsettled(flow):
+            flow = await self.runner.take_over(flow)
+        return await self._told(flow)
 
     async def answer_mfa(
         self,
@@ -353,34 +344,44 @@ class Flows:
         session: str | None,
         flow_id: str,
         responses: Mapping[str, Sequence[str]],
-    ) -> FlowRecord:
+    ) -> StatusRead:
+        """Checks the answers against the flow's challenges, per type (422 naming the prompt,
+        before anything is sent), and sends them to Flinks with the same RequestId."""
         flow = await self._owned_flow(session, flow_id)
         if flow.status != "mfa_required" or flow.sealed_upstream is None:
             raise Conflict("This flow is not waiting for MFA answers.")
-        prompts = {challenge.prompt for challenge in flow.challenges}
-        if set(responses) != prompts:
-            raise ValidationFailed("Answer every challenge of this flow, by its prompt.")
-        upstream = self.store.unseal(flow.sealed_upstream, flow.flow_id)
-        if upstream is None:
+        security = security_responses(flow.challenges, responses)
+        continuation = self.runner.continuation(flow)
+        request_id = continuation.request_id
+        if request_id is None:
             raise Conflict("This MFA challenge can no longer be answered; start again.")
-        continuation = json.loads(upstream)
+        flinks = self.flinks
         claimed = flow.next(
             status="authorizing",
-            sealed_upstream=None,
+            # Kept so that a replica taking over can ask Flinks where this RequestId stands.
+            sealed_upstream=self.runner.seal(flow_id, Continuation(request_id)),
             challenges=(),
             checked_at=self._clock.now(),
         )
-        if not await self.store.replace_flow(flow.version, claimed):
+        lease = self.runner.new_lease(flow_id)
+        if not await self.store.replace_flow(flow.version, claimed, lease=lease):
             raise Conflict("These MFA answers were already sent.")
-        try:
-            outcome = await self.flinks.answer_mfa(
-                token=SecretStr(continuation["token"]),
-                request_id=continuation["request_id"],
-                responses=responses,
+        answer = self.runner.calling(
+            lambda: flinks.answer_mfa(
+                token=continuation.token, request_id=request_id, responses=security
             )
-        except FlinksError as exc:
-            return await self._flinks_failed_or_unknown(claimed, exc)
-        return await self._record_outcome(claimed, outcome)
+        )
+        return await self._told(await self.runner.start(claimed, lease, answer))
+
+    async def _told(self, flow: FlowRecord) -> StatusRead:
+        """The flow as its owner is told it; the first answer that says "connected" is marked
+        (only that one rotates the owner's session)."""
+        if flow.status != "connected" or flow.reported:
+            return StatusRead(flow, connected_now=False)
+        reported = flow.next(reported=True)
+        if await self.store.replace_flow(flow.version, reported):
+            return StatusRead(reported, connected_now=True)
+        return StatusRead(flow, connected_now=False)
 
     # -- shared steps ------------------------------------------------------------------------
 
@@ -408,19 +409,6 @@ class Flows:
     def _expired(self, flow: FlowRecord) -> bool:
         return flow.expires_at <= self._clock.now()
 
-    def _outcome_to_check(self, flow: FlowRecord) -> bool:
-        """Pending at Flinks, or left `authorizing` longer than any call takes (the answer was
-        lost: the process died, or the store failed as it saved it). Either way Flinks knows."""
-        if self._expired(flow):
-            return False
-        if flow.status == "pending":
-            return True
-        return (
-            flow.status == "authorizing"
-            and flow.checked_at is not None
-            and self._clock.now() - flow.checked_at >= self.config.authorizing_stale
-        )
-
     async def _owned_flow(
         self,
         session: str | None,
@@ -435,119 +423,6 @@ class Flows:
         if not allow_expired and self._expired(flow):
             raise FlowExpired
         return flow
-
-    async def _authorize(self, flow: FlowRecord, login_id: str) -> FlowRecord:
-        """Live /Authorize with Save=true: sent at most once for this flow (the CAS claimed it)."""
-        try:
-            outcome = await self.flinks.authorize_live(
-                login_id=login_id, language=flow.language, tag=flow.tag
-            )
-        except FlinksError as exc:
-            return await self._flinks_failed_or_unknown(flow, exc)
-        return await self._record_outcome(flow, outcome)
-
-    async def _flinks_failed_or_unknown(self, flow: FlowRecord, exc: FlinksError) -> FlowRecord:
-        """A call that reached Flinks and got no answer may still succeed there: the flow is
-        `pending` and status reads ask Flinks (cached /Authorize). Anything else fails it."""
-        if not _outcome_unknown(exc):
-            raise await self._flinks_failed(flow, exc) from exc
-        updated = flow.next(status="pending", checked_at=self._clock.now())
-        await self._save(flow, updated)
-        log.info(
-            "flow.outcome_unknown", extra={"flow_id": flow.flow_id, "error": type(exc).__name__}
-        )
-        return updated
-
-    async def _recheck_pending(self, flow: FlowRecord) -> FlowRecord:
-        now = self._clock.now()
-        if flow.checked_at and now - flow.checked_at < self.config.pending_recheck:
-            return flow
-        login_id = await self.store.get_login_id(flow.flow_id)
-        claimed = flow.next(checked_at=now)
-        # Only one reader re-checks: whoever wins the CAS; the others see the current state.
-        if login_id is None or not await self.store.replace_flow(flow.version, claimed):
-            return flow
-        try:
-            outcome = await self.flinks.authorize_cached(login_id=login_id)
-        except FlinksError:
-            log.info("flow.pending_recheck_failed", extra={"flow_id": flow.flow_id})
-            return claimed
-        return await self._record_outcome(claimed, outcome)
-
-    async def _record_outcome(self, flow: FlowRecord, outcome: AuthorizeOutcome) -> FlowRecord:
-        if isinstance(outcome, Connected):
-            if (
-                flow.kind == "oauth"
-                and outcome.institution
-                and flow.institution
-                and (outcome.institution.lower() != flow.institution.lower())
-            ):
-                log.warning("flow.institution_mismatch", extra={"flow_id": flow.flow_id})
-                return await self._record_failure(
-                    flow, "institution_mismatch", "The bank that answered is not the one chosen."
-                )
-            updated = flow.next(
-                status="connected",
-                institution=outcome.institution or flow.institution,
-                challenges=(),
-                sealed_upstream=None,
-            )
-        elif isinstance(outcome, MfaRequired):
-            sealed = self.store.seal(
-                json.dumps(
-                    {"token": outcome.token.get_secret_value(), "request_id": outcome.request_id}
-                ),
-                flow.flow_id,
-            )
-            updated = flow.next(
-                status="mfa_required",
-                institution=outcome.institution or flow.institution,
-                challenges=tuple(
-                    Challenge(type=c.type or "QuestionAndAnswer", prompt=c.prompt)
-                    for c in outcome.challenges
-                ),
-                sealed_upstream=sealed,
-            )
-        elif isinstance(outcome, Pending):
-            updated = flow.next(status="pending", checked_at=self._clock.now())
-        else:
-            assert isinstance(outcome, Failed)  # noqa: S101
-            return await self._record_failure(flow, outcome.outcome.code, outcome.outcome.message)
-        await self._save(flow, updated)
-        log.info("flow.updated", extra={"flow_id": flow.flow_id, "status": updated.status})
-        return updated
-
-    async def _flinks_failed(self, flow: FlowRecord, exc: FlinksError) -> AppError:
-        """The flow fails with the code of the error met (flinks_unavailable, flinks_timeout,
-        flinks_rejected); the AppError is returned for the caller to raise."""
-        error = _app_error(exc)
-        await self._record_failure(flow, error.code, _FLINKS_FAILURE_WORDS[error.code])
-        return error
-
-    async def _record_failure(self, flow: FlowRecord, code: str, message: str) -> FlowRecord:
-        failed = flow.next(
-            status="failed",
-            error=FlowError(code=code, message=message),
-            challenges=(),
-            sealed_upstream=None,
-        )
-        await self._save(flow, failed)
-        log.info("flow.failed", extra={"flow_id": flow.flow_id, "code": code})
-        return failed
-
-    async def _save(self, expected: FlowRecord, updated: FlowRecord) -> None:
-        try:
-            saved = await self.store.replace_flow(expected.version, updated)
-        except StoreUnavailable as exc:
-            # The write may still land (a slow Redis applies it later): the caller is not told
-            # "failed", but to read the flow again, which then shows what really happened.
-            raise StoreUnavailable(
-                "The outcome could not be confirmed. Read the flow's status again; do not start "
-                "over.",
-                headers={"Retry-After": "2"},
-            ) from exc
-        if not saved:
-            raise Conflict("The flow changed while it was being updated.")
 
 
 class _ConnectUrlBuilder:
@@ -567,15 +442,19 @@ class _ConnectUrlBuilder:
         self.tag = tag
         self.options = dict(options)
 
-    def __call__(self, token: SecretStr) -> str:
+    def __call__(self, token: SecretStr, flow_id: str) -> str:
+        redirect_url, allowed = self.return_url, self.config.return_urls
+        if self.config.connect_landing_url is not None:
+            redirect_url = self.config.connect_landing_url + flow_id
+            allowed = (*allowed, redirect_url)
         try:
             return build_connect_url(
                 self.config.connect_url,
                 authorize_token=token.get_secret_value(),
                 demo=self.config.demo,
                 language=self.language,
-                redirect_url=self.return_url,
-                allowed_redirect_urls=self.config.return_urls,
+                redirect_url=redirect_url,
+                allowed_redirect_urls=allowed,
                 tag=self.tag,
                 options=self.options,
             )

@@ -2,9 +2,12 @@
 //
 //   Flinks Connect  POST /v1/connect/sessions -> embed iframe_url -> wait for Connect's REDIRECT
 //                   message -> POST /v1/connect/sessions/{flow_id}/complete with its loginId.
+//                   (A Connect that navigates the whole window instead lands on the BFF's own
+//                   page, app/web/landing.js, which completes the flow and comes back here
+//                   with ?flow_id=&status=, as OAuth does.)
 //   OAuth           navigate to /v1/oauth/start -> the bank -> the BFF's callback -> back here
 //                   with ?flow_id=&status= -> GET /v1/flows/{flow_id}.
-//   Either way      the flow may ask MFA again: POST /v1/flows/{flow_id}/mfa.
+//   Either way      the flow may ask MFA: POST /v1/flows/{flow_id}/mfa.
 //
 // Nothing secret lives in this page. The Flinks keys stay on the server; the session cookie is
 // HttpOnly; the only token that reaches the browser is the single-use authorize token inside the
@@ -23,6 +26,8 @@
   // The same pattern as INSTITUTION_ID_PATTERN in app/flows/records.py (the one definition).
   var INSTITUTION_ID = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
   var REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+  // The BFF's Connect landing page (app/api/landing.py): Connect's redirectUrl is this + flow id.
+  var LANDING_PATH = "/v1/connect/return/";
   var INSTITUTION_NAMES = { FlinksCapital: "Flinks Capital" };
   var MAX_STEPS = 40;
   // Re-reading a pending flow: the BFF re-checks with Flinks at most every few seconds anyway.
@@ -137,6 +142,7 @@
     error: $("error"),
     mfaForm: $("mfa-form"),
     mfaFields: $("mfa-fields"),
+    mfaRetry: $("mfa-retry"),
     mfaSubmit: $("mfa-submit"),
     checkAgain: $("check-again"),
     restart: $("restart"),
@@ -162,11 +168,13 @@
 
   // Every call goes to our own origin, with the session cookie (credentials: same-origin) and,
   // for a body, Content-Type: application/json (the BFF refuses anything else on POST).
-  function api(method, path, body) {
+  // `keepalive`: the request goes on, and its answer's cookie is kept, if the page is left.
+  function api(method, path, body, keepalive) {
     var init = {
       method: method,
       credentials: "same-origin",
       cache: "no-store",
+      keepalive: keepalive === true,
       headers: { Accept: "application/json" }
     };
     if (body !== undefined) {
@@ -336,7 +344,9 @@
     reset();
     ui.connectStart.disabled = true;
     setStatus("busy", "Starting a link session…", null);
-    api("POST", "/v1/connect/sessions", { language: "en" })
+    // return_url: where the BFF's landing page sends the browser back, should Connect navigate
+    // the whole window (see onConnectMessage). Exactly one of BFF_RETURN_URLS, like OAuth's.
+    api("POST", "/v1/connect/sessions", { language: "en", return_url: returnUrl() })
       .then(openConnect)
       .catch(function (error) {
         showProblem(error);
@@ -400,11 +410,60 @@
     var step = typeof data.step === "string" ? data.step : data.flinksCode;
     if (typeof step !== "string" || !STEP.test(step)) return null;
     var institution = isInstitution(data.institution) ? data.institution : null;
-    if (step === "REDIRECT") {
-      if (typeof data.loginId !== "string" || !LOGIN_ID.test(data.loginId)) return null;
-      return { step: step, loginId: data.loginId, institution: institution };
-    }
+    if (step === "REDIRECT") return redirectMessage(data, institution);
     return { step: step, institution: institution };
+  }
+
+  // REDIRECT comes in two shapes, and some Connect pages send both at once:
+  //   {step, institution, url: "<redirectUrl>?loginId=…&institution=…"}  (Flinks' documented
+  //     example: the loginId only inside url), and
+  //   {step, institution, loginId, requestId}                             (newer pages).
+  // Where both are present they must agree; anything odd drops the whole message.
+  function redirectMessage(data, institution) {
+    var loginId = null;
+    if (data.loginId !== undefined) {
+      if (typeof data.loginId !== "string" || !LOGIN_ID.test(data.loginId)) return null;
+      loginId = data.loginId;
+    }
+    if (data.url !== undefined) {
+      var fromUrl = redirectUrlLogin(data.url);
+      if (!fromUrl) return null;
+      if (loginId !== null && loginId.toLowerCase() !== fromUrl.loginId.toLowerCase()) return null;
+      if (fromUrl.institution) {
+        if (data.institution !== undefined && data.institution !== fromUrl.institution) return null;
+        institution = fromUrl.institution;
+      }
+      loginId = fromUrl.loginId;
+    }
+    if (loginId === null) return null;
+    return { step: "REDIRECT", loginId: loginId, institution: institution };
+  }
+
+  // The loginId inside REDIRECT's url. That url is only read here: never followed, shown or
+  // stored. It is read only when it is what this flow asked Connect for: our own landing page
+  // for this very flow (the BFF's redirectUrl, on this origin), or a page on Connect's own
+  // origin (what Connect reports when it has no redirectUrl). Anything else (another site, a
+  // script: or data: URL, credentials in the URL, the loginId twice or in the fragment) is
+  // refused: a url naming another place is not a REDIRECT this page asked for.
+  function redirectUrlLogin(text) {
+    if (typeof text !== "string" || text.length > 2048) return null;
+    var url;
+    try {
+      url = new URL(text); // absolute only: no base
+    } catch (e) {
+      return null;
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") return null;
+    if (url.username || url.password) return null;
+    var ours = url.origin === window.location.origin && url.pathname === LANDING_PATH + flow.id;
+    if (!ours && url.origin !== connect.origin) return null;
+    var loginIds = url.searchParams.getAll("loginId");
+    if (loginIds.length !== 1 || !LOGIN_ID.test(loginIds[0])) return null;
+    if (/loginid/i.test(url.hash)) return null;
+    var institutions = url.searchParams.getAll("institution");
+    if (institutions.length > 1) return null;
+    if (institutions.length === 1 && !isInstitution(institutions[0])) return null;
+    return { loginId: loginIds[0], institution: institutions[0] || null };
   }
 
   function onConnectMessage(message) {
@@ -412,6 +471,10 @@
     if (step === "REDIRECT") {
       connect.done = true; // one loginId per flow: later messages are ignored
       addStep(STEP_WORDS.REDIRECT);
+      // Removing the iframe also stops a navigation Connect may have scheduled to redirectUrl
+      // (a Connect that ignores jsRedirect). One that already started ends on the BFF's landing
+      // page, which completes the same flow with the same loginId: the BFF answers the second
+      // completion with the flow's status and makes no second Flinks call.
       closeConnect();
       completeConnect(message.loginId, message.institution);
       return;
@@ -458,7 +521,10 @@
     var body = { login_id: loginId };
     if (institution) body.institution = institution;
     setStatus("busy", "Finishing the link…", "Our server is checking the account with Flinks.");
-    api("POST", "/v1/connect/sessions/" + encodeURIComponent(flow.id) + "/complete", body).then(
+    // keepalive: should Connect take the window to the landing page meanwhile, this request
+    // still ends, and the session cookie the BFF renews on success is still stored.
+    var path = "/v1/connect/sessions/" + encodeURIComponent(flow.id) + "/complete";
+    api("POST", path, body, true).then(
       showFlow,
       function (error) {
         showProblem(error);
@@ -470,19 +536,24 @@
 
   // return_url must be exactly one of the BFF's allowed return URLs (BFF_RETURN_URLS): this
   // page lives at "/", so it is this origin plus "/" (no path, query or fragment of ours).
+  function returnUrl() {
+    return window.location.origin + "/";
+  }
+
   function oauthStartUrl() {
     var query = new URLSearchParams({
       institution: INSTITUTION,
-      return_url: window.location.origin + "/",
+      return_url: returnUrl(),
       language: "en"
     });
     return "/v1/oauth/start?" + query.toString();
   }
 
-  // Back from the bank: /?flow_id=...&status=...[&error=...]. The query is a hint, not a fact:
-  // anyone can craft this URL. The flow's real status comes from the BFF, which answers only
-  // the browser session that started the flow.
-  function readOAuthReturn() {
+  // Back from the bank (the OAuth callback) or from the BFF's Connect landing page:
+  // /?flow_id=...&status=...[&error=...]. The query is a hint, not a fact: anyone can craft
+  // this URL. The flow's real status comes from the BFF, which answers only the browser session
+  // that started the flow.
+  function readReturn() {
     var query = new URLSearchParams(window.location.search);
     if (!query.has("flow_id")) return;
     var flowId = query.get("flow_id");
@@ -494,7 +565,7 @@
       ui.restart.hidden = false;
       return;
     }
-    flow = { id: flowId, kind: "oauth", expiresAt: null };
+    flow = { id: flowId, kind: null, expiresAt: null };
     addStep("Back from the bank. Asking our server for the result.");
     setStatus("busy", "Checking the result…", null);
     refreshFlow();
@@ -556,7 +627,7 @@
     } else if (data.status === "mfa_required" && data.mfa && Array.isArray(data.mfa.challenges)) {
       setStatus("mfa_required", bank + " asks a security question.", "Answer it below to finish.");
       addStep("The bank asked a security question (on this page).");
-      showMfa(data.mfa.challenges);
+      showMfa(data.mfa);
     } else {
       // started, authorizing, pending: the bank is still working; read the status again later.
       setStatus("pending", "The bank is still working on it…", "This page checks again by itself.");
@@ -575,15 +646,65 @@
   }
 
   // -- (c) MFA -------------------------------------------------------------------------------
+  // mfa: {challenges: [{type, prompt, choices}], attempt}. Every challenge is answered in one
+  // request, keyed by its exact prompt: {responses: {"<prompt>": [answers]}}. Each of Flinks'
+  // challenge types gets the control a person expects:
+  //   QuestionAndAnswer            a text field; with choices, radio buttons (one of them)
+  //   MultipleChoice               radio buttons (one of the choices)
+  //   MultipleChoiceMultipleAnswers  checkboxes (one or more)
+  //   ImageSelection               a grid of pictures, choose one; the answer is the choice
+  //                                string itself (a base64 PNG, shown as a data: URL)
+  //   TextOrCall                   the phone numbers and Text or Call: [number, "Text"|"Call"];
+  //                                the code sent is then asked as a QuestionAndAnswer
+  // A type this page does not know is shown as radio buttons if it has choices, else as text.
 
-  // One labelled field per challenge; the BFF wants every prompt answered in one request:
-  // {responses: {"<prompt>": ["<answer>"]}}.
-  function showMfa(challenges) {
+  var PNG_BASE64 = /^[A-Za-z0-9+/]{1,65536}={0,2}$/;
+  var TEXT_OR_CALL_METHODS = ["Text", "Call"];
+
+  function choicesOf(challenge) {
+    return Array.isArray(challenge.choices)
+      ? challenge.choices.filter(function (c) { return typeof c === "string" && c !== ""; })
+      : [];
+  }
+
+  function showMfa(mfa) {
     ui.mfaFields.replaceChildren();
     var count = 0;
-    challenges.forEach(function (challenge, index) {
-      if (!challenge || typeof challenge.prompt !== "string") return;
-      var id = "mfa-answer-" + index;
+    mfa.challenges.forEach(function (challenge, index) {
+      if (!challenge || typeof challenge.prompt !== "string" || !challenge.prompt) return;
+      ui.mfaFields.appendChild(mfaField(challenge, "mfa-" + index));
+      count += 1;
+    });
+    // attempt counts the answers to this MFA step: past the first, the bank refused one.
+    ui.mfaRetry.hidden = !(typeof mfa.attempt === "number" && mfa.attempt > 1);
+    ui.mfaSubmit.textContent = count > 1 ? "Send answers" : "Send answer";
+    setFormBusy(false);
+    ui.mfaForm.hidden = false;
+    var first = ui.mfaForm.querySelector("input");
+    if (first) first.focus();
+  }
+
+  function mfaField(challenge, id) {
+    var choices = choicesOf(challenge);
+    var type = challenge.type;
+    var field;
+    if (type === "TextOrCall" && choices.length) {
+      field = choiceGroup(challenge.prompt, id, "text-or-call");
+      field.appendChild(options(id + "-phone", "radio", choices, "Phone number"));
+      field.appendChild(options(id + "-method", "radio", TEXT_OR_CALL_METHODS, "Send the code by"));
+    } else if (type === "ImageSelection" && choices.length) {
+      field = choiceGroup(challenge.prompt, id, "image");
+      field.appendChild(pictures(id, choices.filter(function (c) { return PNG_BASE64.test(c); })));
+    } else if (type === "MultipleChoiceMultipleAnswers" && choices.length) {
+      field = choiceGroup(challenge.prompt, id, "several");
+      field.appendChild(el("p", "field-hint", "Choose every answer that applies."));
+      field.appendChild(options(id, "checkbox", choices, null));
+    } else if (choices.length) {
+      field = choiceGroup(challenge.prompt, id, "one");
+      field.appendChild(options(id, "radio", choices, null));
+    } else {
+      field = el("div", "field");
+      field.setAttribute("data-kind", "text");
       var label = el("label", "field-label", challenge.prompt);
       label.htmlFor = id;
       var input = el("input", "field-input");
@@ -592,21 +713,85 @@
       input.type = "text";
       input.autocomplete = "off";
       input.required = true;
-      input.setAttribute("data-prompt", challenge.prompt);
-      var field = el("div", "field");
       field.append(label, input);
-      ui.mfaFields.appendChild(field);
-      count += 1;
+    }
+    field.setAttribute("data-prompt", challenge.prompt);
+    return field;
+  }
+
+  // A fieldset whose legend is the prompt: radio buttons and checkboxes are named by it.
+  function choiceGroup(prompt, id, kind) {
+    var group = el("fieldset", "field choice-group");
+    group.id = id;
+    group.setAttribute("data-kind", kind);
+    group.appendChild(el("legend", "field-label", prompt));
+    return group;
+  }
+
+  // Radio buttons or checkboxes, one per value; with a caption, in a group of their own.
+  function options(name, type, values, caption) {
+    var list = el(caption ? "fieldset" : "div", "choice-list");
+    if (caption) list.appendChild(el("legend", "field-hint", caption));
+    values.forEach(function (value, index) {
+      var input = el("input", "choice-input");
+      input.type = type;
+      input.name = name;
+      input.id = name + "-" + index;
+      input.value = value;
+      var label = el("label", "choice", "");
+      label.htmlFor = input.id;
+      label.append(input, el("span", "choice-text", value));
+      list.appendChild(label);
     });
-    ui.mfaSubmit.textContent = count > 1 ? "Send answers" : "Send answer";
-    setFormBusy(false);
-    ui.mfaForm.hidden = false;
-    var first = ui.mfaForm.querySelector("input");
-    if (first) first.focus();
+    return list;
+  }
+
+  function pictures(name, values) {
+    var grid = el("div", "picture-grid");
+    values.forEach(function (value, index) {
+      var input = el("input", "choice-input picture-input");
+      input.type = "radio";
+      input.name = name;
+      input.id = name + "-" + index;
+      input.value = value;
+      var image = el("img", "picture-image");
+      image.src = "data:image/png;base64," + value;
+      image.alt = "Picture " + (index + 1) + " of " + values.length;
+      var label = el("label", "picture");
+      label.htmlFor = input.id;
+      label.append(input, image);
+      grid.appendChild(label);
+    });
+    return grid;
+  }
+
+  function checkedValues(field, name) {
+    var selector = 'input[name="' + name + '"]:checked';
+    return Array.prototype.map.call(field.querySelectorAll(selector), function (input) {
+      return input.value;
+    });
+  }
+
+  // The answer a field holds, as the BFF wants it, or null if it has none yet.
+  function answerOf(field) {
+    var kind = field.getAttribute("data-kind");
+    if (kind === "text") {
+      var text = field.querySelector("input").value.trim();
+      return text ? [text] : null;
+    }
+    if (kind === "text-or-call") {
+      var phone = checkedValues(field, field.id + "-phone");
+      var method = checkedValues(field, field.id + "-method");
+      return phone.length === 1 && method.length === 1 ? [phone[0], method[0]] : null;
+    }
+    var values = checkedValues(field, field.id);
+    if (kind === "several") return values.length ? values : null;
+    return values.length === 1 ? values : null;
   }
 
   function hideMfa() {
     ui.mfaForm.hidden = true;
+    ui.mfaRetry.hidden = true;
     ui.mfaFields.replaceChildren();
   }
 
@@ -621,14 +806,14 @@
     if (!flow) return;
     var responses = {};
     var missing = null;
-    Array.prototype.forEach.call(ui.mfaForm.querySelectorAll("input[data-prompt]"), function (input) {
-      var answer = input.value.trim();
-      if (!answer && !missing) missing = input;
-      responses[input.getAttribute("data-prompt")] = [answer];
+    Array.prototype.forEach.call(ui.mfaFields.querySelectorAll("[data-prompt]"), function (field) {
+      var answer = answerOf(field);
+      if (!answer && !missing) missing = field;
+      responses[field.getAttribute("data-prompt")] = answer;
     });
     if (missing) {
       showError("answer_missing", "Please answer the security question.");
-      missing.focus();
+      missing.querySelector("input").focus();
       return;
     }
     clearError();
@@ -655,5 +840,5 @@
     refreshFlow();
   });
   ui.oauthStart.href = oauthStartUrl();
-  readOAuthReturn();
+  readReturn();
 })();

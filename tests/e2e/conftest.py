@@ -100,9 +100,10 @@ class DemoPolicy:
 
 def content_security_policy(connect_origin: str) -> str:
     """Scripts and styles from the page's own origin only (no inline code), frames from Flinks
-    Connect only, and nobody may frame the page."""
+    Connect only, and nobody may frame the page. Images may also be data: URLs: an
+    ImageSelection challenge's pictures come as base64 PNGs."""
     return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'; frame-src {connect_origin}; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
@@ -129,6 +130,11 @@ class Stack:
         assert http.post(f"{self.sandbox.base_url}/__sandbox/reset").status_code == 204
         with Redis.from_url(self.redis_url) as redis:
             redis.flushdb()
+
+    def switches(self, http: httpx.Client, **values: object) -> None:
+        """Set some of the sandbox's switches (app/sandbox/README.md); `reset` restores them."""
+        response = http.patch(f"{self.sandbox.base_url}/__sandbox/switches", json=values)
+        assert response.status_code == 200, response.text
 
     def authorize_calls(self, http: httpx.Client) -> list[dict[str, Any]]:
         response = http.get(

@@ -64,8 +64,8 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_timeouts_are_explicit_for_every_phase() -> None:
     timeouts = FlinksTimeouts()
 
-    assert timeouts.for_attempt(timeouts.authorize_read, 60.0) == httpx.Timeout(
-        connect=3.0, read=55.0, write=5.0, pool=2.0
+    assert timeouts.for_attempt(timeouts.authorize_read, 300.0) == httpx.Timeout(
+        connect=3.0, read=240.0, write=5.0, pool=2.0
     )
     assert timeouts.mint_read < timeouts.authorize_read
 

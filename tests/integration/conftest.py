@@ -55,6 +55,22 @@ class Sandbox:
     async def authorize_calls(self) -> list[dict[str, Any]]:
         return await self.calls("Authorize")
 
+    async def switch(self, **values: object) -> None:
+        """Sets sandbox switches (app/sandbox/README.md); the fixture resets them per test."""
+        response = await self.http.patch("/__sandbox/switches", json=values)
+        assert response.status_code == 200, response.text
+
+    async def dispatched(self) -> list[dict[str, Any]]:
+        """Background work the sandbox is running (RequestIds that answered 202)."""
+        response = await self.http.get("/__sandbox/dispatched")
+        assert response.status_code == 200
+        jobs: list[dict[str, Any]] = response.json()
+        return jobs
+
+    async def finish(self, request_id: str) -> None:
+        response = await self.http.post(f"/__sandbox/dispatched/{request_id}/finish")
+        assert response.status_code == 200, response.text
+
     async def login_via_connect(
         self, iframe_url: str, username: str, answers: dict[str, list[str]] | None = None
     ) -> str:
@@ -97,6 +113,7 @@ def bff_settings(redis_url: str, sandbox: Sandbox, **overrides: object) -> Setti
         FLINKS_CONNECT_URL=f"{sandbox.base_url}/v2/",
         FLINKS_CUSTOMER_ID=sandbox.handle.customer_id,
         FLINKS_SECRET_KEY=sandbox.handle.settings.secret_key,
+        FLINKS_API_KEY=sandbox.handle.settings.api_key,
         FLINKS_DEMO=True,
         **overrides,
     )

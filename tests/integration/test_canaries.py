@@ -111,6 +111,14 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
                             "answers": ANSWERS,
                         },
                     ).json()["login_id"]
+                # Where a Connect that ignores jsRedirect sends the browser (redirectUrl).
+                keep(
+                    browser.get(
+                        f"/v1/connect/return/{started['flow_id']}",
+                        params={"loginId": login_id, "institution": "FlinksCapital"},
+                        headers={"Accept": "text/html"},
+                    )
+                )
                 flow = keep(
                     browser.post(
                         f"/v1/connect/sessions/{started['flow_id']}/complete",

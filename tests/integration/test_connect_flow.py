@@ -1,10 +1,13 @@
-"""The Connect flow end to end: BFF (in process) -> sandbox over HTTP, flows in a real Redis."""
+"""The Connect flow end to end: BFF (in process) -> sandbox over HTTP, flows in a real Redis.
+
+Connect completes with a cached /Authorize by default (the person has just signed in inside the
+iframe); `FLINKS_CONNECT_AUTHORIZE=live` signs in again (tests/integration/test_mfa_types.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -12,29 +15,18 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.flows.service import PENDING_RECHECK
 from app.main import create_app
 from app.store import PREFIX
 from tests.clock import FakeClock
 from tests.conftest import serve_in_process
 from tests.integration.conftest import ANSWERS, Sandbox, bff_settings
+from tests.integration.connect_steps import complete, start, status
+from tests.sandbox.mfa import CHOICE_ANSWERS
+from tests.waiting import wait_until_async
+
+POLL_INTERVAL = 10  # seconds: Flinks' pace for its async endpoints
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-
-
-async def start(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    response = await client.post("/v1/connect/sessions", json=body)
-    assert response.status_code == 201, response.text
-    assert response.headers["cache-control"] == "no-store"
-    started: dict[str, Any] = response.json()
-    return started
-
-
-async def complete(client: httpx.AsyncClient, flow_id: str, login_id: str) -> httpx.Response:
-    return await client.post(
-        f"/v1/connect/sessions/{flow_id}/complete",
-        json={"login_id": login_id, "institution": "FlinksCapital"},
-    )
 
 
 def assert_no_identifiers(response: httpx.Response, *secrets: str) -> None:
@@ -55,7 +47,9 @@ async def test_session_returns_an_iframe_url_with_a_fresh_token(
     assert params["language"] == ["fr"]
     assert params["tag"] == ["order-42"]
     assert UUID.fullmatch(params["authorizeToken"][0])
-    assert "redirectUrl" not in params
+    # Connect's redirectUrl is the BFF's own landing page for this flow (app/api/landing.py).
+    landing = f"http://127.0.0.1:8000/v1/connect/return/{started['flow_id']}"
+    assert params["redirectUrl"] == [landing]
     mints = await sandbox.calls("GenerateAuthorizeToken")
     assert [call["status"] for call in mints] == [200]
     cookie = client.cookies.get("flinks_bff_session")
@@ -63,11 +57,14 @@ async def test_session_returns_an_iframe_url_with_a_fresh_token(
     assert len(cookie) >= 43
 
 
-async def test_greatday_nomfa_connects_with_one_live_saved_authorize(
-    client: httpx.AsyncClient, sandbox: Sandbox
+@pytest.mark.parametrize("username", ["greatday_nomfa", "Greatday", "test_mfa_multiple_choice"])
+async def test_connect_completes_with_one_cached_authorize_and_no_second_question(
+    client: httpx.AsyncClient, sandbox: Sandbox, username: str
 ) -> None:
+    """The person answered the bank's question inside Connect; the BFF asks none again."""
     started = await start(client)
-    login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+    answers = {**ANSWERS, **CHOICE_ANSWERS}
+    login_id = await sandbox.login_via_connect(started["iframe_url"], username, answers)
     await sandbox.http.delete("/__sandbox/calls")
 
     response = await complete(client, started["flow_id"], login_id)
@@ -76,6 +73,7 @@ async def test_greatday_nomfa_connects_with_one_live_saved_authorize(
     assert body["status"] == "connected"
     assert body["kind"] == "connect"
     assert body["institution"] == "FlinksCapital"
+    assert body["mfa"] is None
     assert_no_identifiers(response, login_id)
 
     calls = await sandbox.authorize_calls()
@@ -83,77 +81,27 @@ async def test_greatday_nomfa_connects_with_one_live_saved_authorize(
     (call,) = calls
     assert call["status"] == 200
     assert call["login_id"] == login_id
-    assert call["most_recent_cached"] is False
-    assert call["save"] is True
+    # Flinks' documented follow-up of Connect, and nothing else in the body.
+    assert call["most_recent_cached"] is True
+    assert call["fields"] == ["LoginId", "MostRecentCached"]
     assert call["token"] != login_id
 
-    status = await client.get(f"/v1/flows/{started['flow_id']}")
-    assert status.json()["status"] == "connected"
+    assert (await status(client, started["flow_id"]))["status"] == "connected"
     assert len(await sandbox.authorize_calls()) == 1
 
 
-async def test_greatday_answers_mfa_and_connects(
-    client: httpx.AsyncClient, sandbox: Sandbox
+async def test_a_connect_flow_can_still_sign_in_live_when_configured(
+    redis_url: str, redis: Redis, sandbox: Sandbox
 ) -> None:
-    started = await start(client)
-    login_id = await sandbox.login_via_connect(started["iframe_url"], "Greatday")
-    response = await complete(client, started["flow_id"], login_id)
-    body = response.json()
-    assert body["status"] == "mfa_required", body
-    (challenge,) = body["mfa"]["challenges"]
-    assert challenge["prompt"] in ANSWERS
-    assert_no_identifiers(response, login_id)
-
-    answered = await client.post(
-        f"/v1/flows/{started['flow_id']}/mfa",
-        json={"responses": {challenge["prompt"]: ANSWERS[challenge["prompt"]]}},
-    )
-    assert answered.status_code == 200, answered.text
-    assert answered.json()["status"] == "connected"
-    assert answered.json()["mfa"] is None
-    assert_no_identifiers(answered, login_id)
-
-    calls = await sandbox.authorize_calls()
-    live, continuation = calls[-2:]
-    assert (live["login_id"], live["most_recent_cached"], live["save"]) == (login_id, False, True)
-    assert continuation["request_id"] == live["response_request_id"]
-    assert continuation["token"] == live["token"]  # Flinks wants the same token back
-    assert continuation["status"] == 200
-
-
-async def test_greatday_wrong_answer_fails_the_flow(
-    client: httpx.AsyncClient, sandbox: Sandbox
-) -> None:
-    started = await start(client)
-    login_id = await sandbox.login_via_connect(started["iframe_url"], "Greatday")
-    body = (await complete(client, started["flow_id"], login_id)).json()
-    prompt = body["mfa"]["challenges"][0]["prompt"]
-    answered = await client.post(
-        f"/v1/flows/{started['flow_id']}/mfa", json={"responses": {prompt: ["Atlantis"]}}
-    )
-    assert answered.status_code == 200
-    assert answered.json()["status"] == "failed"
-    assert answered.json()["error"]["code"] == "invalid_security_response"
-    again = await client.post(
-        f"/v1/flows/{started['flow_id']}/mfa", json={"responses": {prompt: ["Montreal"]}}
-    )
-    assert again.status_code == 409
-
-
-async def test_mfa_answers_must_match_the_challenges(
-    client: httpx.AsyncClient, sandbox: Sandbox
-) -> None:
-    started = await start(client)
-    login_id = await sandbox.login_via_connect(started["iframe_url"], "Greatday")
-    await complete(client, started["flow_id"], login_id)
-    before = len(await sandbox.authorize_calls())
-    wrong_prompt = await client.post(
-        f"/v1/flows/{started['flow_id']}/mfa", json={"responses": {"Favourite colour?": ["x"]}}
-    )
-    assert wrong_prompt.status_code == 422
-    assert len(await sandbox.authorize_calls()) == before
-    status = await client.get(f"/v1/flows/{started['flow_id']}")
-    assert status.json()["status"] == "mfa_required"
+    settings = bff_settings(redis_url, sandbox, FLINKS_CONNECT_AUTHORIZE="live")
+    async with serve_in_process(create_app(settings)) as client:
+        started = await start(client, language="fr", tag="order-42")
+        login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+        await sandbox.http.delete("/__sandbox/calls")
+        body = (await complete(client, started["flow_id"], login_id)).json()
+    assert body["status"] == "connected"
+    (call,) = await sandbox.authorize_calls()
+    assert (call["most_recent_cached"], call["save"], call["tag"]) == (False, True, "order-42")
 
 
 @pytest.mark.parametrize(
@@ -178,20 +126,19 @@ async def test_error_users_fail_the_flow_with_the_mapped_code(
     assert len(await sandbox.authorize_calls()) == 1
 
 
-async def test_dispatched_user_is_pending_and_rechecked_at_most_every_few_seconds(
+async def test_status_reads_of_a_pending_flow_ask_flinks_nothing(
     client: httpx.AsyncClient, sandbox: Sandbox
 ) -> None:
+    """Its holder follows it in the background; reads only read."""
+    await sandbox.switch(dispatched_seconds=600)
     started = await start(client)
-    login_id = await sandbox.issue_login("test_dispatched")
+    login_id = await sandbox.login_via_connect(started["iframe_url"], "test_dispatched")
     response = await complete(client, started["flow_id"], login_id)
     assert response.json()["status"] == "pending"
     for _ in range(5):
-        assert (await client.get(f"/v1/flows/{started['flow_id']}")).json()["status"] in (
-            "pending",
-            "connected",
-        )
-    # Five reads within the re-check interval: no further upstream call.
+        assert (await status(client, started["flow_id"]))["status"] == "pending"
     assert len(await sandbox.authorize_calls()) == 1
+    assert await sandbox.calls("AuthorizeAsync") == []
 
 
 async def test_a_replayed_complete_answers_the_status_with_no_upstream_call(
@@ -310,12 +257,14 @@ async def test_complete_refuses_fields_it_would_not_use(
     assert (await client.get(f"/v1/flows/{started['flow_id']}")).json()["status"] == "started"
 
 
-async def test_return_url_on_the_allow_list_becomes_the_redirect_url(
+async def test_a_return_url_on_the_allow_list_is_kept_and_connect_lands_on_the_bff(
     client: httpx.AsyncClient,
 ) -> None:
     started = await start(client, return_url="http://127.0.0.1:8000/")
     params = parse_qs(urlsplit(started["iframe_url"]).query)
-    assert params["redirectUrl"] == ["http://127.0.0.1:8000/"]
+    assert params["redirectUrl"] == [
+        f"http://127.0.0.1:8000/v1/connect/return/{started['flow_id']}"
+    ]
     assert params["jsRedirect"] == ["true"]
 
 
@@ -333,21 +282,64 @@ async def test_redis_holds_no_plaintext_login_id(
         assert login_id not in str(await redis.get(key))
 
 
-async def test_a_pending_flow_is_rechecked_with_a_cached_authorize_once_due(
-    redis_url: str, sandbox: Sandbox
+@pytest.mark.parametrize("api_key_check", ["required", "optional"])
+@pytest.mark.parametrize(
+    ("username", "switches"),
+    [
+        # Connect's processing still runs (a slow user's work), so the cached call is a 202.
+        ("test_dispatched", {"dispatched_seconds": 600}),
+        # Flinks documents a 202 OPERATION_PENDING right after the Connect sign-in.
+        ("greatday_nomfa", {"connect_cached_pending_seconds": 600}),
+    ],
+)
+async def test_a_pending_connect_flow_is_followed_on_authorize_async_until_connected(
+    redis_url: str,
+    redis: Redis,
+    sandbox: Sandbox,
+    username: str,
+    switches: dict[str, float],
+    api_key_check: str,
 ) -> None:
+    await sandbox.switch(api_key_check=api_key_check, **switches)
     clock = FakeClock()
     async with serve_in_process(
         create_app(bff_settings(redis_url, sandbox), clock=clock)
     ) as client:
         started = await start(client)
-        login_id = await sandbox.issue_login("test_dispatched")
-        completed = await complete(client, started["flow_id"], login_id)
+        flow_id = started["flow_id"]
+        login_id = await sandbox.login_via_connect(started["iframe_url"], username)
+        completed = await complete(client, flow_id, login_id)
         assert completed.json()["status"] == "pending"
-        clock.advance(PENDING_RECHECK.total_seconds())
-        status = await client.get(f"/v1/flows/{started['flow_id']}")
-    assert status.status_code == 200
-    live, recheck = await sandbox.authorize_calls()
-    assert (recheck["login_id"], recheck["most_recent_cached"]) == (login_id, True)
-    assert status.json()["status"] == ("connected" if recheck["status"] == 200 else "pending")
-    assert_no_identifiers(status, login_id)
+        assert_no_identifiers(completed, login_id)
+        (job,) = await sandbox.dispatched()
+
+        # Not before the poll interval has passed on the BFF's clock.
+        assert (await status(client, flow_id))["status"] == "pending"
+        assert await sandbox.calls("AuthorizeAsync") == []
+        clock.advance(POLL_INTERVAL)
+        await wait_until_async(
+            lambda: sandbox.calls("AuthorizeAsync"), what="the first AuthorizeAsync poll"
+        )
+        assert (await status(client, flow_id))["status"] == "pending"
+
+        await sandbox.finish(job["request_id"])
+        advances = 1
+
+        async def connected() -> bool:
+            nonlocal advances
+            clock.advance(POLL_INTERVAL)
+            advances += 1
+            return (await status(client, flow_id))["status"] == "connected"
+
+        await wait_until_async(connected, what="the flow to connect", interval=0.1)
+
+    cached, *others = await sandbox.authorize_calls()
+    assert others == []  # followed on the async endpoint, never by /Authorize again
+    assert (cached["most_recent_cached"], cached["status"]) == (True, 202)
+    polls = await sandbox.calls("AuthorizeAsync")
+    assert 2 <= len(polls) <= advances  # at most one per poll interval
+    assert polls[-1]["status"] == 200
+    for poll in polls:
+        assert poll["request_id"] == cached["response_request_id"] == job["request_id"]
+        assert poll["api_key"] == sandbox.handle.settings.api_key
+        assert poll["token"] is None
