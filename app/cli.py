@@ -194,6 +194,8 @@ def dev(args: argparse.Namespace) -> int:
     sandbox) is handed to the server as environment, which its app factory reads."""
     _export(BFF_HOST=args.host, BFF_PORT=args.port, BFF_WORKERS=1)
     settings = _settings_or_exit()
+    if "bff_log_format" not in settings.model_fields_set:
+        _export(BFF_LOG_FORMAT="console")  # a terminal's readable lines, unless told otherwise
     if settings.is_production:
         print("flinks-bff: `dev` is for development; use `flinks-bff serve`", file=sys.stderr)  # noqa: T201
         return 2

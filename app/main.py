@@ -58,7 +58,14 @@ def _encryption_key(settings: Settings) -> bytes:
         return decode_key(settings.bff_encryption_key)
     # Development only (production requires a key): loginIds stored by an earlier process
     # cannot be read after a restart, which is what a throwaway dev store should do anyway.
-    log.warning("encryption_key.ephemeral")
+    log.warning(
+        "encryption_key.ephemeral",
+        extra={
+            "meaning": "BFF_ENCRYPTION_KEY is not set: loginIds are encrypted with a key that "
+            "lives only in this process, so a restart cannot read the ones it stored "
+            "(fine for development; production refuses to start without a key)"
+        },
+    )
     return secrets.token_bytes(32)
 
 
@@ -231,5 +238,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and workers: settings and logging from the environment."""
     settings = load_settings()
-    configure_logging(settings.bff_log_level)
+    configure_logging(settings.bff_log_level, console=settings.bff_log_format == "console")
     return create_app(settings)

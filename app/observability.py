@@ -74,6 +74,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, event, request_id, and the `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return scrub(json.dumps(self.entry(record), default=str, ensure_ascii=False))
+
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -90,7 +93,32 @@ class JsonFormatter(logging.Formatter):
             # The type and the frames, never the exception's message: it may quote a value.
             entry["exc_type"] = record.exc_info[0].__name__
             entry["stack"] = self.formatStack(_frames(record.exc_info[2]))
-        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
+        # uvicorn's copy of the event with terminal colour codes: the event itself is enough.
+        entry.pop("color_message", None)
+        return entry
+
+
+class ConsoleFormatter(JsonFormatter):
+    """The same fields as one aligned, readable line, for a developer's terminal:
+    `12:03:04.567 WARNING app.main          encryption_key.ephemeral  meaning=...`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = self.entry(record)
+        ts = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        head = f"{ts} {entry.pop('level').upper():<7} {entry.pop('logger'):<18} "
+        head += f"{entry.pop('event'):<26}"
+        entry.pop("ts", None)
+        stack = entry.pop("stack", None)
+        fields = " ".join(f"{key}={_console_value(value)}" for key, value in entry.items())
+        line = f"{head} {fields}".rstrip()
+        if stack:
+            line += "\n" + stack.rstrip()
+        return scrub(line)
+
+
+def _console_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
 
 
 def _frames(tb: Any) -> str:
@@ -124,9 +152,10 @@ class _EventOnly(logging.Filter):
 _EVENT_ONLY = _EventOnly()
 
 
-def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+def configure_logging(level: str = "INFO", stream: Any = None, *, console: bool = False) -> None:
+    """JSON lines (what log pipelines read), or readable lines for a terminal (`console`)."""
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(ConsoleFormatter() if console else JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_flinks_bff", False):

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     bff_login_ttl: PositiveInt = Field(86400)
     bff_session_ttl: PositiveInt = Field(86400)
     bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    # json: one JSON object per line (production, log pipelines); console: aligned, readable
+    # lines for a terminal (what `flinks-bff dev` uses unless told otherwise).
+    bff_log_format: Literal["json", "console"] = Field("json")
     bff_host: str = Field("127.0.0.1")
     bff_port: int = Field(8000, ge=1, le=65535)
     bff_workers: PositiveInt = Field(1)
