@@ -8,29 +8,22 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.dev_stack import ROOT, dev_environment, dev_stack
 from tests.ports import reserve_port
 from tests.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_", "REDIS"))}
-    return {**env, "BFF_LOG_LEVEL": "WARNING", **extra}
 
 
 def _dev(*args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(  # noqa: S603 - our own command
         [sys.executable, "-m", "app.cli", "dev", *args],
         cwd=ROOT,
-        env=_environment(**env),
+        env=dev_environment(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,40 +69,16 @@ def _cmdline(pid: int) -> str:
 
 
 def test_the_banner_follows_readiness_and_a_dead_sandbox_stops_it() -> None:
-    with reserve_port() as bff, reserve_port() as sandbox:
-        bff.release()
-        sandbox.release()
-        process = _dev(BFF_PORT=str(bff.port), SANDBOX_PORT=str(sandbox.port))
-        lines: list[str] = []
-        errors: list[str] = []
-        readers = [
-            threading.Thread(target=sink.extend, args=(pipe,), daemon=True)
-            for pipe, sink in ((process.stdout, lines), (process.stderr, errors))
-        ]
-        for reader in readers:
-            reader.start()
-        try:
-            wait_until(
-                lambda: any("is ready" in line for line in lines) or process.poll() is not None,
-                what="the dev banner",
-                timeout=60,
-            )
-            assert process.poll() is None, "".join(errors)
-            # The banner is only printed once the BFF answers ready.
-            assert httpx.get(f"{bff.url}/readyz", timeout=10).status_code == 200
-            assert f"Demo     {bff.url}/" in "".join(lines)
-            sandboxes = [pid for pid in _children(process.pid) if "app.sandbox" in _cmdline(pid)]
-            assert len(sandboxes) == 1
-            os.kill(sandboxes[0], signal.SIGKILL)
-            process.wait(timeout=60)
-            wait_until(lambda: any("stopping the BFF" in line for line in errors), what="why")
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=30)
-            for reader in readers:  # at end of file once the process is gone
-                reader.join(timeout=30)
-            with process:  # closes the pipes
-                pass
-    assert process.returncode == 1
-    assert "the Flinks sandbox stopped; stopping the BFF too" in "".join(errors)
+    with dev_stack() as stack:
+        stack.wait_ready()
+        # The banner is only printed once the BFF answers ready.
+        assert httpx.get(f"{stack.bff_url}/readyz", timeout=10).status_code == 200
+        assert f"Demo     {stack.bff_url}/" in "".join(stack.out)
+        pid = stack.process.pid
+        sandboxes = [child for child in _children(pid) if "app.sandbox" in _cmdline(child)]
+        assert len(sandboxes) == 1
+        os.kill(sandboxes[0], signal.SIGKILL)
+        stack.process.wait(timeout=60)
+        wait_until(lambda: any("stopping the BFF" in line for line in stack.err), what="why")
+    assert stack.process.returncode == 1
+    assert "the Flinks sandbox stopped; stopping the BFF too" in "".join(stack.err)

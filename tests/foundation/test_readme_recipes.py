@@ -1,0 +1,60 @@
+"""The README's curl recipes, run exactly as written (bash, curl, jq) against `flinks-bff dev`,
+so a recipe in the README can never rot: `B` and `S` point them at this test's ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.dev_stack import ROOT, dev_stack
+
+SECTION = "### The same with curl"
+
+
+def recipes() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(SECTION) :]
+    section = section[: section.index("\n## ")]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+# What each recipe, in README order, must print.
+EXPECTED: list[tuple[str, ...]] = [
+    ('"status":"connected"',),  # Connect
+    ('"status":"connected"',),  # OAuth
+    ('"status":"connected"',),  # OAuth with MFA
+    ('"authorize_token"', '"authorize_url"'),  # the two other endpoints
+]
+
+
+def test_the_readme_has_the_recipes_this_test_checks() -> None:
+    assert len(recipes()) == len(EXPECTED)
+
+
+@pytest.mark.parametrize("round_", [1, 2])  # twice: nothing cycles from one run to the next
+def test_every_recipe_runs_as_written(tmp_path: Path, round_: int) -> None:
+    for tool in ("bash", "curl", "jq"):  # the README's prerequisites for these recipes
+        assert shutil.which(tool), f"the README's curl recipes need {tool} (apt install {tool})"
+    with dev_stack() as stack:
+        stack.wait_ready()
+        env = {**os.environ, "B": stack.bff_url, "S": stack.sandbox_url}
+        for recipe, expected in zip(recipes(), EXPECTED, strict=True):
+            workdir = tmp_path / str(len(list(tmp_path.iterdir())))
+            workdir.mkdir()
+            run = subprocess.run(  # noqa: S603 - the README's own text
+                ["/bin/bash", "-e", "-u", "-o", "pipefail", "-c", recipe],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert run.returncode == 0, (recipe, run.stdout, run.stderr)
+            for text in expected:
+                assert text in run.stdout, (recipe, run.stdout, run.stderr)
