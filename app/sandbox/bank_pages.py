@@ -67,17 +67,23 @@ HEADERS = {
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;background:#eef2f6;margin:0;color:#1b2733}
-main{max-width:380px;margin:48px auto;background:#fff;padding:28px;border-radius:10px;
-box-shadow:0 2px 12px rgba(0,0,0,.08)}
+main{box-sizing:border-box;max-width:420px;margin:48px auto;background:#fff;padding:28px;
+border-radius:10px;box-shadow:0 2px 12px rgba(0,0,0,.08)}
 h1{font-size:1.3rem;margin:0 0 8px}label{display:block;margin:14px 0 4px;font-weight:600}
-input{width:100%;box-sizing:border-box;padding:9px;border:1px solid #b8c4d0;border-radius:6px}
-.actions{display:flex;gap:10px;margin-top:20px}
-button{flex:1;padding:10px;border-radius:6px;border:0;font-weight:600;cursor:pointer}
+input{width:100%;min-height:44px;box-sizing:border-box;padding:9px;border:1px solid #b8c4d0;
+border-radius:6px;font:inherit;font-size:16px}
+.actions{display:flex;flex-wrap:wrap;gap:10px;margin-top:20px}
+button{flex:1 1 8em;min-height:44px;padding:10px;border-radius:6px;border:0;font:inherit;
+font-size:16px;font-weight:600;cursor:pointer}
 button[value=login],button[value=answer]{background:#0b5cad;color:#fff}
 button[value=deny]{background:#e4e9ef;color:#1b2733}
 .error{background:#fde8e8;color:#8a1c1c;padding:10px;border-radius:6px;margin-top:12px}
-.choice{display:flex;gap:8px;align-items:center;font-weight:400;margin:8px 0}
-.choice input{width:auto}.choice img{width:48px;height:48px}
+.choice{display:flex;gap:8px;align-items:center;min-height:44px;font-weight:400;margin:8px 0;
+overflow-wrap:anywhere}
+.choice input{flex:none;width:18px;min-height:0;height:18px;margin:0}
+.choice img{width:48px;height:48px}
+@media (max-width:480px){main{margin:0;min-height:100vh;padding:24px 16px;border-radius:0;
+box-shadow:none}}
 """
 
 

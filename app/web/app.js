@@ -59,6 +59,51 @@
     REDIRECT: "Bank sign-in finished. Finishing the link on our server."
   };
 
+  // What the status says at each of Connect's steps, so that it follows what the Flinks window
+  // shows: [state, title, detail]. "waiting": the person acts in the Flinks window; "busy": the
+  // bank is working. Steps not listed leave it as it is.
+  var IN_THE_WINDOW = "Waiting for you in the Flinks window.";
+  var ANSWER_IN_THE_WINDOW = "Answer it in the Flinks window.";
+  var STEP_STATUS = {
+    APP_MOUNTED: ["waiting", "Flinks Connect is opening…", null],
+    APP_OFFLINE: [
+      "waiting",
+      "Flinks Connect lost its connection.",
+      "It goes on once you are back online."
+    ],
+    COMPONENT_LOAD_INSTITUTION_SELECTOR: ["waiting", IN_THE_WINDOW, "Choose your bank."],
+    INSTITUTION_SELECTED: ["waiting", IN_THE_WINDOW, "Bank chosen: {bank}."],
+    COMPONENT_LOAD_CONSENT: ["waiting", IN_THE_WINDOW, "Agree to share your account data."],
+    COMPONENT_ACCEPT_CONSENT: ["waiting", IN_THE_WINDOW, "Consent given."],
+    COMPONENT_ACCEPT_TERMS: ["waiting", IN_THE_WINDOW, "Terms accepted."],
+    COMPONENT_LOAD_CREDENTIAL: ["waiting", IN_THE_WINDOW, "Sign in to {bank}."],
+    COMPONENT_LOAD_CREDENTIAL_RETRY: ["waiting", IN_THE_WINDOW, "Sign in to {bank} again."],
+    SUBMIT_CREDENTIAL: [
+      "busy",
+      "Signing in to {bank}…",
+      "The bank is checking the username and password."
+    ],
+    COMPONENT_LOAD_MFA: ["waiting", "{Bank} asks a security question.", ANSWER_IN_THE_WINDOW],
+    COMPONENT_LOAD_MFA_RETRY: [
+      "waiting",
+      "{Bank} asks a security question again.",
+      ANSWER_IN_THE_WINDOW
+    ],
+    SUBMIT_MFA: ["busy", "Sending your answer to {bank}…", null],
+    COMPONENT_LOAD_ACCOUNT_SELECTION: ["waiting", IN_THE_WINDOW, "Choose the accounts to share."],
+    ACCOUNT_SELECTED: ["busy", "Accounts chosen.", "Flinks is finishing the link…"],
+    POPUP_OPENED: ["waiting", "Waiting for you at {bank}.", "Sign in in the window that opened."],
+    POPUP_BLOCKED: [
+      "waiting",
+      "The browser blocked the bank's sign-in window.",
+      "Allow pop-ups for this site, then try again in the Flinks window."
+    ]
+  };
+  // After an error Connect shows with its own "Try again": the sign-in may be tried again, or
+  // the bank refused the account itself (disabled_login, disabled_institution).
+  var RETRY_STATUS = ["waiting", "Not linked yet.", null];
+  var REFUSED_STATUS = ["failed", "Not linked.", null];
+
   // Steps after which this Connect session cannot go on: the person must start again.
   var TERMINAL_STEP_WORDS = {
     COMPONENT_DENY_CONSENT: "You declined to share your account data, so nothing was linked.",
@@ -138,6 +183,8 @@
     connectStart: $("connect-start"),
     oauthStart: $("oauth-start"),
     workspace: $("workspace"),
+    result: $("result"),
+    message: $("message"),
     status: $("status"),
     error: $("error"),
     mfaForm: $("mfa-form"),
@@ -154,8 +201,10 @@
 
   // The flow this page is working on: { id, kind, expiresAt } or null.
   var flow = null;
-  // The Connect iframe this page opened: { frame, origin, done } or null.
+  // The Connect iframe this page opened: { frame, origin, done, institution, shown } or null.
   var connect = null;
+  // Scroll the result into view once it shows (after a return from the bank or from Connect).
+  var revealResult = false;
   var timers = { poll: null, expiry: null };
   var pollCount = 0;
 
@@ -221,6 +270,7 @@
 
   function setStatus(state, title, detail) {
     ui.status.setAttribute("data-state", state);
+    ui.message.setAttribute("data-state", state);
     ui.status.replaceChildren(el("p", "status-title", title));
     if (detail) ui.status.appendChild(el("p", "status-detail", detail));
   }
@@ -241,9 +291,12 @@
     var meta = "Error code: " + code + (reference ? " · Reference: " + reference : "");
     ui.error.appendChild(el("p", "error-meta", meta));
     ui.error.hidden = false;
+    ui.message.setAttribute("data-error", "");
+    ui.mfaRetry.hidden = true; // one message at a time: this one is newer
   }
 
   function clearError() {
+    ui.message.removeAttribute("data-error");
     ui.error.hidden = true;
     ui.error.removeAttribute("data-code");
     ui.error.replaceChildren();
@@ -254,6 +307,20 @@
     ui.steps.appendChild(item);
     while (ui.steps.children.length > MAX_STEPS) ui.steps.removeChild(ui.steps.firstChild);
     ui.stepsBox.hidden = false;
+  }
+
+  // Scrolls `node` to the top of the window unless it is wholly in view already (on a phone the
+  // result sits below the two ways to link, out of sight).
+  function reveal(node) {
+    var box = node.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+    node.scrollIntoView({ block: "start" });
+  }
+
+  function revealResultOnce() {
+    if (!revealResult) return;
+    revealResult = false;
+    reveal(ui.result);
   }
 
   function isInstitution(value) {
@@ -289,6 +356,7 @@
     showError(p.code, p.words, p.reference);
     addStep(p.words, "error");
     ui.restart.hidden = false;
+    revealResultOnce();
   }
 
   // -- Starting over -------------------------------------------------------------------------
@@ -311,6 +379,7 @@
     closeConnect();
     flow = null;
     pollCount = 0;
+    revealResult = false;
     clearError();
     hideMfa();
     ui.checkAgain.hidden = true;
@@ -373,13 +442,26 @@
     frame.className = "connect-frame";
     frame.title = "Flinks Connect: sign in to your bank";
     frame.src = session.iframe_url;
-    connect = { frame: frame, origin: session.connect_origin, done: false };
+    connect = { frame: frame, origin: session.connect_origin, done: false, institution: null };
     ui.connectSlot.replaceChildren(frame);
     ui.connectPanel.hidden = false;
     ui.workspace.classList.add("with-connect");
-    setStatus("waiting", "Waiting for you in the Flinks window.", "Choose your bank and sign in.");
+    connectStatus(STEP_STATUS.APP_MOUNTED);
     addStep("Link session started.");
     watchExpiry(session.expires_at);
+    // On a phone the panel is below the two ways to link: bring the whole Flinks window up.
+    reveal(ui.connectPanel);
+  }
+
+  // Shows one of STEP_STATUS's entries, and remembers it (to come back to after APP_OFFLINE).
+  function connectStatus(entry, remember) {
+    var bank = bankName(connect.institution);
+    var Bank = bank.charAt(0).toUpperCase() + bank.slice(1);
+    function fill(text) {
+      return text && text.replace("{bank}", bank).replace("{Bank}", Bank);
+    }
+    setStatus(entry[0], fill(entry[1]), fill(entry[2]));
+    if (remember !== false) connect.shown = entry;
   }
 
   // Connect talks to this page with window.postMessage. Any window can post to this page (a
@@ -468,9 +550,11 @@
 
   function onConnectMessage(message) {
     var step = message.step;
+    if (isInstitution(message.institution)) connect.institution = message.institution;
     if (step === "REDIRECT") {
       connect.done = true; // one loginId per flow: later messages are ignored
       addStep(STEP_WORDS.REDIRECT);
+      revealResult = true;
       // Removing the iframe also stops a navigation Connect may have scheduled to redirectUrl
       // (a Connect that ignores jsRedirect). One that already started ends on the BFF's landing
       // page, which completes the same flow with the same loginId: the BFF answers the second
@@ -493,14 +577,21 @@
       if (code === "access_denied" || code === "session_nonexistent") {
         endConnect(code, error + " Please start again.");
       } else if (code === "disabled_login" || code === "disabled_institution") {
-        showError(code, error + " No account was linked.");
+        connectStatus(REFUSED_STATUS);
+        showError(code, error);
       } else {
+        connectStatus(RETRY_STATUS);
         showError(code, error + " You can try again in the Flinks window.");
       }
       return;
     }
     if (step === "COMPONENT_LOAD_CREDENTIAL_RETRY" || step === "COMPONENT_LOAD_MFA_RETRY") {
       clearError();
+    }
+    if (step === "APP_ONLINE" && connect.shown) {
+      connectStatus(connect.shown);
+    } else if (wordsFor(STEP_STATUS, step)) {
+      connectStatus(STEP_STATUS[step], step !== "APP_OFFLINE");
     }
     var words = wordsFor(STEP_WORDS, step);
     addStep(words ? words.replace("{bank}", bankName(message.institution)) : "Flinks Connect moved on to another step.");
@@ -513,6 +604,7 @@
     setStatus("failed", "Not linked.", null);
     showError(code, words);
     ui.restart.hidden = false;
+    reveal(ui.result);
   }
 
   function completeConnect(loginId, institution) {
@@ -563,9 +655,11 @@
       setStatus("error", "Not linked.", null);
       showError("flow_not_found", PROBLEM_WORDS.flow_not_found);
       ui.restart.hidden = false;
+      reveal(ui.result);
       return;
     }
     flow = { id: flowId, kind: null, expiresAt: null };
+    revealResult = true;
     addStep("Back from the bank. Asking our server for the result.");
     setStatus("busy", "Checking the result…", null);
     refreshFlow();
@@ -633,6 +727,7 @@
       setStatus("pending", "The bank is still working on it…", "This page checks again by itself.");
       schedulePoll();
     }
+    revealResultOnce();
   }
 
   function schedulePoll() {
