@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN    := $(UV) run --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz lint format e2e bench clean
+.PHONY: help install run test fuzz lint format openapi e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -64,6 +64,11 @@ lint: install ## ruff check, ruff format --check, mypy --strict
 format: install ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+# The API contract, from the code with default settings (sorted keys): commit it. The suite fails
+# while the committed file differs (tests/api/test_contract.py).
+openapi: install ## write openapi.json, the API contract, from the code
+	$(RUN) python -m app.api.openapi openapi.json
 
 # install syncs every dependency group, `bench` (py-spy) included. BENCH_QUICK=1: about 2 minutes.
 bench: install ## CPU per flow of the BFF against a bare baseline and a floor (build/bench/, ~9 min)

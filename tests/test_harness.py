@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import timedelta
 
@@ -60,3 +61,16 @@ def test_the_fake_clock_moves_only_when_told() -> None:
     clock.advance(90)
     assert clock.now() - now == timedelta(seconds=90)
     assert clock.monotonic() - monotonic == 90
+
+
+async def test_a_fake_sleep_ends_once_the_clock_has_moved_past_its_end() -> None:
+    clock = FakeClock()
+    sleeping = asyncio.ensure_future(clock.sleep(10))
+    await asyncio.sleep(0)
+    assert clock.sleeping == 1
+    clock.advance(9.5)
+    await asyncio.sleep(0)
+    assert not sleeping.done()
+    clock.advance(0.5)
+    await sleeping  # woken by the move, not by time passing
+    assert clock.sleeping == 0

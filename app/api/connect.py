@@ -6,12 +6,11 @@ from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
-from app.api.problems import API_PROBLEMS
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
 
-router = APIRouter(prefix="/v1/connect", tags=["connect"], responses=API_PROBLEMS)
+router = APIRouter(prefix="/v1/connect", tags=["connect"])
 
 
 @router.post(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import FlowsDep
-from app.api.problems import API_PROBLEMS
 from app.api.schemas import FlowId, FlowOut, MfaIn
 from app.api.security import require_json
 from app.api.session import SessionDep, SessionRotationDep
 
-router = APIRouter(prefix="/v1/flows", tags=["flows"], responses=API_PROBLEMS)
+router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
 
 @router.get("/{flow_id}", summary="The flow's status (only for the session that owns it)")

@@ -8,7 +8,6 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.api.deps import MetricsDep, ReadinessDep
-from app.api.problems import problem_responses
 
 # Probes for the platform, not API operations: kept out of the OpenAPI document.
 router = APIRouter(tags=["health"], include_in_schema=False)
@@ -26,7 +25,6 @@ async def livez() -> HealthStatus:
 @router.get(
     "/readyz",
     summary="Redis answers (503 store_unavailable if not)",
-    responses=problem_responses(500, 503),
 )
 async def readyz(readiness: ReadinessDep) -> HealthStatus:
     await readiness.check()

@@ -11,14 +11,13 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
-from app.api.problems import API_PROBLEMS
 from app.api.schemas import OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
 from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
 from app.errors import StateInvalid
 from app.flows import INSTITUTION_ID_PATTERN, CallbackResult, Language
 
-router = APIRouter(prefix="/v1/oauth", tags=["oauth"], responses=API_PROBLEMS)
+router = APIRouter(prefix="/v1/oauth", tags=["oauth"])
 
 Institution = Annotated[str, Query(pattern=INSTITUTION_ID_PATTERN)]
 # Callback parameters longer than these are not Flinks' and are treated as absent.

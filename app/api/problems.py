@@ -9,12 +9,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import AppError, ValidationFailed
+from app.errors import (
+    AppError,
+    BadRequest,
+    HttpError,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+    ValidationFailed,
+    error_classes,
+)
 from app.observability import request_id_var
 
 log = logging.getLogger("app.errors")
@@ -23,19 +32,52 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://flinks-bff.dev/problems/"
 
 
+def _code_enum(schema: dict[str, Any]) -> None:
+    # Read when the schema is built, so it lists every AppError subclass defined by then.
+    schema["enum"] = sorted(error_classes())
+
+
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    # problem_response leaves None out (exclude_none): an optional field is absent, never null.
+    required = set(schema.get("required", ()))
+    for name, field in schema["properties"].items():
+        if name in required:
+            continue
+        field.pop("default", None)
+        options = field.pop("anyOf", None)
+        if options is not None:
+            kept = [option for option in options if option.get("type") != "null"]
+            field.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+
+class FieldError(BaseModel):
+    """One reason a request is not valid: where (`loc`) and what, never the value sent."""
+
+    loc: list[str] = Field(description='Where, e.g. `["body", "return_url"]`.')
+    msg: str
+    type: str = Field(description="Pydantic's error type, e.g. `string_too_long`.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, plus a stable `code` and the request id."""
 
-    type: str
-    title: str
-    status: int
-    code: str = Field(description="Stable machine-readable error code.")
-    detail: str | None = None
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = Field(
+    model_config = ConfigDict(json_schema_extra=_absent_not_null)
+
+    type: str = Field(description="`https://flinks-bff.dev/problems/` followed by the code.")
+    title: str = Field(description="The same for every problem of a code; for people.")
+    status: int = Field(description="The HTTP status.")
+    code: str = Field(
+        description="Stable machine-readable error code: branch on this.",
+        json_schema_extra=_code_enum,
+    )
+    detail: str | None = Field(None, description="This occurrence, in words; for people.")
+    request_id: str | None = Field(None, description="Quote it when reporting a problem.")
+    errors: list[FieldError] | None = Field(
         None, description="For validation_error: where and what, never the input value."
     )
-    flinks_code: str | None = None
+    flinks_code: str | None = Field(
+        None, description="For flinks_rejected: the error code Flinks answered, when it gave one."
+    )
 
 
 def problem_response(
@@ -98,13 +140,18 @@ def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+_HTTP_ERRORS: dict[int, type[AppError]] = {
+    error.status: error for error in (BadRequest, NotFound, MethodNotAllowed, UnsupportedMediaType)
+}
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
-    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    title = HTTPStatus(exc.status_code).phrase
+    error = _HTTP_ERRORS.get(exc.status_code)
+    if error is None:
+        code, title = HttpError.code, HTTPStatus(exc.status_code).phrase
+    else:
+        code, title = error.code, error.title
     return problem_response(exc.status_code, code, title, headers=exc.headers)
 
 
@@ -143,25 +190,9 @@ class UnhandledErrorMiddleware:
             if started:
                 raise
             response = problem_response(
-                500,
-                "internal_error",
-                "Internal error",
+                AppError.status,
+                AppError.code,
+                AppError.title,
                 detail="Something went wrong on our side. Quote the request id if you report it.",
             )
             await response(scope, receive, send)
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for errors, documented as application/problem+json."""
-    schema = Problem.model_json_schema()
-    return {
-        status: {
-            "description": HTTPStatus(status).phrase,
-            "content": {PROBLEM_JSON: {"schema": schema}},
-        }
-        for status in statuses
-    }
-
-
-# What any v1 route may answer besides its success.
-API_PROBLEMS = problem_responses(400, 403, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504)

@@ -176,12 +176,20 @@ class MfaOut(BaseModel):
     )
 
 
+FLOW_STATUS = (
+    "`started`: waiting for the loginId. `authorizing`: the BFF is asking Flinks (a request "
+    "answers this once it has waited BFF_AUTHORIZE_WAIT; the call goes on). `pending`: Flinks "
+    "is still working and the BFF follows it. For these three, read the status again in a few "
+    "seconds. `mfa_required`: answer `mfa.challenges`. `connected`, `failed`: final."
+)
+
+
 class FlowOut(BaseModel):
     flow_id: str
     kind: FlowKind
-    status: FlowStatus
+    status: FlowStatus = Field(description=FLOW_STATUS)
     institution: str | None = None
-    mfa: MfaOut | None = None
+    mfa: MfaOut | None = Field(None, description="Only while `status` is `mfa_required`.")
     error: FlowError | None = None
     created_at: datetime
     expires_at: datetime

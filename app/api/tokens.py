@@ -6,11 +6,10 @@ from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep
 from app.api.limits import rate_limited
-from app.api.problems import API_PROBLEMS
 from app.api.schemas import AuthorizeTokenOut
 from app.api.security import require_json
 
-router = APIRouter(prefix="/v1", tags=["tokens"], responses=API_PROBLEMS)
+router = APIRouter(prefix="/v1", tags=["tokens"])
 
 
 @router.post(

@@ -146,16 +146,20 @@ class FlowRunner:
         """Waiting for Flinks (a call in flight, or Flinks still working), and not expired."""
         return flow.status in ("authorizing", "pending") and flow.expires_at > self._clock.now()
 
-    async def start(self, flow: FlowRecord, lease: Lease, first: FirstStep) -> FlowRecord:
+    async def start(
+        self, flow: FlowRecord, lease: Lease, first: FirstStep, *, wait: bool = True
+    ) -> FlowRecord:
         """`flow` is claimed and `lease` held: `first(flow)` runs in a task of this process,
         then the flow is followed while Flinks is still working. Answers the flow as `first`
-        left it (raising the AppError it raised), or as it is now once `authorize_wait` is up."""
+        left it (raising the AppError it raised), or as it is now once `authorize_wait` is up
+        (at once without `wait`)."""
         if self._tasks.closed:
             await self._release(lease)
             raise ShuttingDown
         waiting: asyncio.Future[FlowRecord | AppError] = asyncio.get_running_loop().create_future()
         self._tasks.spawn(self._held(lease, self._settle(flow, first, waiting)), name="flow")
-        timer = asyncio.ensure_future(self._clock.sleep(self.timing.authorize_wait.total_seconds()))
+        seconds = self.timing.authorize_wait.total_seconds() if wait else 0.0
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
         try:
             await asyncio.wait((waiting, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -183,7 +187,10 @@ class FlowRunner:
             await self._release(lease)
             return current or flow
         log.warning("flow.taken_over", extra={"flow_id": flow.flow_id, "status": current.status})
-        return await self.start(current, lease, self._check_when_due)
+        # A pending flow asked about less than a poll interval ago waits for its turn in the
+        # background; this read does not wait for it.
+        due = current.status != "pending" or self._next_check(current) <= self._clock.now()
+        return await self.start(current, lease, self._check_when_due, wait=due)
 
     async def _held(self, lease: Lease, work: Coroutine[Any, Any, None]) -> None:
         renewing = asyncio.create_task(self._renew(lease), name="flow.lease")

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
@@ -142,7 +143,7 @@ class Flows:
         self._clock = clock or SystemClock()
         self._flinks = flinks
         self.config = config
-        self.tasks = tasks or TaskRegistry()
+        self.tasks = tasks if tasks is not None else TaskRegistry()
         self.runner = FlowRunner(store, lambda: self.flinks, config.timing, self._clock, self.tasks)
 
     @property
@@ -212,13 +213,13 @@ class Flows:
         flow = await self._owned_flow(session, flow_id, kind="connect")
         if flow.status == "started":
             flinks = self.flinks
-            call: Callable[[], Awaitable[AuthorizeOutcome]]
-            if self.config.connect_authorize == "cached":
-                call = lambda: flinks.authorize_cached(login_id=login_id)  # noqa: E731
-            else:
-                call = lambda: flinks.authorize_live(  # noqa: E731
-                    login_id=login_id, language=flow.language, tag=flow.tag
+            call: Callable[[], Awaitable[AuthorizeOutcome]] = (
+                partial(flinks.authorize_cached, login_id=login_id)
+                if self.config.connect_authorize == "cached"
+                else partial(
+                    flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag
                 )
+            )
             claimed = flow.next(
                 status="authorizing",
                 institution=institution or flow.institution,
@@ -309,7 +310,7 @@ class Flows:
         if not await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):
             raise StateInvalid
         live = self.runner.calling(
-            lambda: flinks.authorize_live(login_id=login_id, language=flow.language, tag=flow.tag)
+            partial(flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag)
         )
         try:
             result = await self.runner.start(claimed, lease, live)
@@ -367,8 +368,11 @@ class Flows:
         if not await self.store.replace_flow(flow.version, claimed, lease=lease):
             raise Conflict("These MFA answers were already sent.")
         answer = self.runner.calling(
-            lambda: flinks.answer_mfa(
-                token=continuation.token, request_id=request_id, responses=security
+            partial(
+                flinks.answer_mfa,
+                token=continuation.token,
+                request_id=request_id,
+                responses=security,
             )
         )
         return await self._told(await self.runner.start(claimed, lease, answer))

@@ -25,7 +25,8 @@ class TaskRegistry:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
-    def __len__(self) -> int:
+    @property
+    def running(self) -> int:
         return len(self._tasks)
 
     @property

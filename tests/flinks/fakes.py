@@ -21,13 +21,15 @@ API_URL = "https://toolbox-api.private.fin.ag"
 CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 BANKING_PATH = f"/v3/{CUSTOMER_ID}/BankingServices"
 SECRET = "secret-canary-5d1c0a77"
+API_KEY = "apikey-canary-7e44d1"
 TOKEN_PREFIX = "token-canary-"
 LOGIN_ID = "loginid-canary-91e2c4"
 REQUEST_ID = "requestid-canary-3b7f08"
 STATE = "state-canary-c0ffee42"
-CANARIES = (SECRET, TOKEN_PREFIX, LOGIN_ID, REQUEST_ID, STATE)
+CANARIES = (SECRET, API_KEY, TOKEN_PREFIX, LOGIN_ID, REQUEST_ID, STATE)
 
 MINT, AUTHORIZE, OAUTH = "GenerateAuthorizeToken", "Authorize", "OAuthAuthorize"
+AUTHORIZE_ASYNC = "AuthorizeAsync"
 
 # flinks-contract.md section 8, in its order.
 SECTION_8_CODES = [
@@ -74,6 +76,8 @@ def endpoint_of(request: httpx.Request) -> str:
         return MINT
     if path == f"{BANKING_PATH}/Authorize":
         return AUTHORIZE
+    if path.startswith(f"{BANKING_PATH}/AuthorizeAsync/"):
+        return AUTHORIZE_ASYNC
     if path == "/v3/oauth/authorize":
         return OAUTH
     raise AssertionError("a request went somewhere other than a Flinks endpoint")
@@ -143,17 +147,22 @@ def connected_body(*, login_id: str | None = LOGIN_ID) -> dict[str, Any]:
     }
 
 
-def mfa_body(*prompts: str) -> dict[str, Any]:
+def mfa_body(*prompts: str, **challenge: object) -> dict[str, Any]:
+    """A 203; `challenge` adds fields to each challenge (`Type`, `Iterables`)."""
     return {
         "Links": [{"rel": "Authorization", "href": "/Authorize", "example": None}],
         "HttpStatusCode": 203,
-        "SecurityChallenges": [{"Type": "QuestionAndAnswer", "Prompt": p} for p in prompts],
+        "SecurityChallenges": [
+            {"Type": "QuestionAndAnswer", "Prompt": p, **challenge} for p in prompts
+        ],
         "Institution": "FlinksCapital",
         "RequestId": REQUEST_ID,
     }
 
 
-def status_body(status: int, flinks_code: str | None, message: str = "Flinks says no") -> object:
+def status_body(
+    status: int, flinks_code: str | None, message: str = "Flinks says no"
+) -> dict[str, Any]:
     body: dict[str, Any] = {"HttpStatusCode": status, "Message": message, "Links": []}
     if flinks_code is not None:
         body["FlinksCode"] = flinks_code
@@ -196,12 +205,14 @@ def make_client(
     api_url: str = API_URL,
     timeouts: FlinksTimeouts | None = None,
     clock: Callable[[], float] | None = None,
+    api_key: str | None = API_KEY,
 ) -> FlinksClient:
     return FlinksClient(
         http,
         api_url=api_url,
         customer_id=CUSTOMER_ID,
         secret_key=SecretStr(SECRET),
+        api_key=SecretStr(api_key) if api_key is not None else None,
         mint_retry=retry,
         send_retry=retry,
         timeouts=timeouts or FlinksTimeouts(),

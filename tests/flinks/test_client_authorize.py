@@ -138,6 +138,7 @@ async def test_203_is_mfa_required_with_the_token_to_answer_with(
         FlinksChallenge("QuestionAndAnswer", "What shape do people like most?"),
         FlinksChallenge("QuestionAndAnswer", "2 + 2?"),
     )
+    assert outcome.token is not None
     assert outcome.token.get_secret_value() == fake.minted[0]
     assert fake.minted[0] not in repr(outcome)
 

@@ -37,7 +37,9 @@ from tests.flinks.fakes import (
     respond,
 )
 
-TIMEOUTS = FlinksTimeouts(mint_read=5, oauth_read=10, authorize_read=55, deadline=10)
+TIMEOUTS = FlinksTimeouts(
+    mint_read=5, oauth_read=10, authorize_read=55, deadline=10, authorize_deadline=55
+)
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from pydantic import SecretStr
 
 from app.flinks import FlinksClient, FlinksError, MfaRequired, RetryPolicy
 from tests.flinks.fakes import (
+    API_KEY,
     AUTHORIZE,
+    AUTHORIZE_ASYNC,
     CANARIES,
     LOGIN_ID,
     MINT,
@@ -222,3 +224,31 @@ async def test_the_real_http_stack_logs_nothing_sensitive_at_debug(
         (SECRET, TOKEN_PREFIX, LOGIN_ID, REQUEST_ID),
     )
     assert_no_canary("".join(rendered(r) for r in caplog_debug.records if r.name != "httpx"))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        respond(401, ECHOING_BODY | {"FlinksCode": "ACCESS_DENIED", "Message": API_KEY}),
+        respond(503, ECHOING_BODY),
+        respond(200, {"RequestId": [REQUEST_ID, LOGIN_ID, API_KEY]}),
+        httpx.ReadTimeout,
+    ],
+    ids=["401-api-key-refused", "503-echo", "bad-200", "read-timeout"],
+)
+async def test_following_a_request_id_leaks_neither_it_nor_the_api_key(
+    fake: FakeFlinks,
+    flinks: FlinksClient,
+    caplog_debug: pytest.LogCaptureFixture,
+    reply: httpx.Response | type[httpx.RequestError],
+) -> None:
+    fake.script(AUTHORIZE_ASYNC, *[reply] * 3)
+
+    with pytest.raises(FlinksError) as caught:
+        await flinks.authorize_async(request_id=REQUEST_ID)
+
+    assert_no_canary(everything_shown(caught.value))
+    assert_no_canary("".join(rendered(r) for r in caplog_debug.records if r.name != "httpx"))
+    # httpx's own line carries the URL, so the RequestId in the path (the app keeps that logger
+    # to its event name); never the API key, which travels in a header.
+    assert_no_canary("".join(rendered(r) for r in caplog_debug.records), (API_KEY, SECRET))

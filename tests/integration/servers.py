@@ -36,7 +36,9 @@ def bff_in_thread(app: ASGIApp, reservation: PortReservation | None = None) -> I
 
 
 @dataclass
-class _Process:
+class BffProcess:
+    """One `flinks-bff serve` process: its base URL, the process, and what it printed."""
+
     url: str
     process: subprocess.Popen[bytes]
     output: IO[bytes]
@@ -56,12 +58,20 @@ class _Process:
 
 @contextlib.contextmanager
 def bff_processes(env: Mapping[str, str], count: int) -> Iterator[list[str]]:
+    """`count` separate `flinks-bff serve` processes sharing the given configuration; their
+    base URLs."""
+    with bff_servers(env, count) as servers:
+        yield [server.url for server in servers]
+
+
+@contextlib.contextmanager
+def bff_servers(env: Mapping[str, str], count: int) -> Iterator[list[BffProcess]]:
     """`count` separate `flinks-bff serve` processes sharing the given configuration.
 
     Each listens on a port reserved until it is ready; its output goes to a temporary file,
-    shown if it fails to start."""
+    shown if it fails to start. A test may kill one; the others are stopped at the end."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_"))}
-    started: list[_Process] = []
+    started: list[BffProcess] = []
     with contextlib.ExitStack() as outputs, contextlib.ExitStack() as reservations:
         try:
             for _ in range(count):
@@ -73,7 +83,7 @@ def bff_processes(env: Mapping[str, str], count: int) -> Iterator[list[str]]:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                 )
-                started.append(_Process(reservation.url, process, output))
+                started.append(BffProcess(reservation.url, process, output))
             # One client for every probe: a new one costs more CPU than the starting server
             # can spare on a busy machine.
             probe = outputs.enter_context(httpx.Client(timeout=5))
@@ -86,7 +96,7 @@ def bff_processes(env: Mapping[str, str], count: int) -> Iterator[list[str]]:
                     detail=bff.log,
                 )
             reservations.close()  # each process listens on its port now
-            yield [bff.url for bff in started]
+            yield started
         finally:
             for bff in started:
                 bff.process.terminate()

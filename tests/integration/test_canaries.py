@@ -18,12 +18,14 @@ from redis import Redis as SyncRedis
 from app.main import create_app
 from app.observability import configure_logging
 from app.sandbox.config import SandboxSettings
+from tests.clock import FakeClock
 from tests.conftest import make_settings
 from tests.figures import record
 from tests.integration.conftest import ANSWERS, PASSWORD
 from tests.integration.servers import bff_in_thread
 from tests.ports import reserve_port
 from tests.sandbox.server import running_sandbox
+from tests.waiting import wait_until
 
 LOGGERS = ("", "app", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
@@ -59,11 +61,16 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     redis_url: str, captured_logs: tuple[io.StringIO, RawRecords]
 ) -> None:
     secret_key = f"canary-secret-{secrets.token_hex(8)}"
+    api_key = f"canary-api-key-{secrets.token_hex(8)}"
     reservation = reserve_port()
     port, base = reservation.port, reservation.url
     sandbox_settings = SandboxSettings(
-        secret_key=secret_key, redirect_uris=[f"{base}/v1/oauth/callback"]
+        secret_key=secret_key,
+        api_key=api_key,
+        redirect_uris=[f"{base}/v1/oauth/callback"],
+        dispatched_seconds=600,
     )
+    clock = FakeClock()
     responses: list[httpx.Response] = []
     states: list[str] = []
     with running_sandbox(sandbox_settings) as sandbox:
@@ -77,9 +84,12 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             FLINKS_CONNECT_URL=f"{sandbox.base_url}/v2/",
             FLINKS_CUSTOMER_ID=sandbox.customer_id,
             FLINKS_SECRET_KEY=secret_key,
+            FLINKS_API_KEY=api_key,
+            # Live, so that the bank asks its question through the BFF too.
+            FLINKS_CONNECT_AUTHORIZE="live",
         )
         with (
-            bff_in_thread(create_app(settings), reservation),
+            bff_in_thread(create_app(settings, clock=clock), reservation),
             httpx.Client(base_url=base, timeout=10) as browser,
             httpx.Client(base_url=sandbox.base_url, timeout=10) as bank,
         ):
@@ -88,16 +98,18 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
                 responses.append(response)
                 return response
 
-            # Connect: no MFA, MFA (right answer), MFA (wrong answer), an error user.
+            # Connect: no MFA, MFA (right answer), MFA (wrong answer), an error user, a bank
+            # that answers 202 and is followed on AuthorizeAsync (with the API key).
             for username, answer in (
                 ("greatday_nomfa", None),
                 ("Greatday", "right"),
                 ("Greatday", "wrong"),
                 ("test_disabled_account", None),
+                ("test_dispatched", None),
             ):
                 started = keep(browser.post("/v1/connect/sessions", json={})).json()
                 token = parse_qs(urlsplit(started["iframe_url"]).query)["authorizeToken"][0]
-                if username == "test_disabled_account":
+                if username in ("test_disabled_account", "test_dispatched"):
                     login_id = bank.post("/__sandbox/logins", json={"username": username}).json()[
                         "login_id"
                     ]
@@ -125,6 +137,16 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
                         json={"login_id": login_id},
                     )
                 ).json()
+                if flow["status"] == "pending":
+                    for job in bank.get("/__sandbox/dispatched").json():
+                        bank.post(f"/__sandbox/dispatched/{job['request_id']}/finish")
+
+                    def settled(flow_id: str = started["flow_id"]) -> bool:
+                        clock.advance(10)  # the poll interval, on the BFF's clock
+                        read = keep(browser.get(f"/v1/flows/{flow_id}"))
+                        return bool(read.json()["status"] == "connected")
+
+                    wait_until(settled, what="the dispatched flow to connect", interval=0.05)
                 if flow["status"] == "mfa_required":
                     prompt = flow["mfa"]["challenges"][0]["prompt"]
                     reply = ANSWERS[prompt] if answer == "right" else ["nope"]
@@ -165,8 +187,10 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
         request_ids = {
             c[k] for c in calls for k in ("request_id", "response_request_id") if c.get(k)
         }
+        assert any(c["endpoint"] == "AuthorizeAsync" and c["api_key"] == api_key for c in calls)
         canaries: dict[str, set[str]] = {
             "secret key": {secret_key},
+            "API key": {api_key},
             "authorize token": tokens,
             "loginId": login_ids,
             "RequestId": request_ids,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -124,6 +125,21 @@ async def test_error_users_fail_the_flow_with_the_mapped_code(
     assert body["error"]["message"]
     assert_no_identifiers(response, login_id)
     assert len(await sandbox.authorize_calls()) == 1
+
+
+@pytest.mark.parametrize("invalid_login_status", [401, 400])
+async def test_a_login_id_nobody_signed_into_fails_the_flow(
+    client: httpx.AsyncClient, sandbox: Sandbox, invalid_login_status: int
+) -> None:
+    """Flinks' error table says 401, its help centre 400: the FlinksCode decides."""
+    await sandbox.switch(invalid_login_status=invalid_login_status)
+    started = await start(client)
+    response = await complete(client, started["flow_id"], str(uuid.uuid4()))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "failed"
+    assert response.json()["error"]["code"] == "invalid_login"
+    (call,) = await sandbox.authorize_calls()
+    assert (call["status"], call["flinks_code"]) == (invalid_login_status, "INVALID_LOGIN")
 
 
 async def test_status_reads_of_a_pending_flow_ask_flinks_nothing(
@@ -329,7 +345,7 @@ async def test_a_pending_connect_flow_is_followed_on_authorize_async_until_conne
             nonlocal advances
             clock.advance(POLL_INTERVAL)
             advances += 1
-            return (await status(client, flow_id))["status"] == "connected"
+            return bool((await status(client, flow_id))["status"] == "connected")
 
         await wait_until_async(connected, what="the flow to connect", interval=0.1)
 

@@ -1,6 +1,8 @@
 """Faults in Redis and in Flinks: bounded, typed answers, never a 500, never an unsafe success.
 
 Each scenario records whether it was survived; the suite prints the tally ("faults" figure).
+Connect signs in live here (FLINKS_CONNECT_AUTHORIZE=live): the call that must never be sent
+twice.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.main import create_app
+from app.settings import Settings
 from app.store import flow_key
 from tests.clock import FakeClock
 from tests.conftest import serve_in_process
@@ -27,10 +30,17 @@ from tests.waiting import wait_until_async
 # A Redis that does not answer costs a request two socket timeouts (app/store.py) before its
 # 503; the bound is that with room for a loaded machine, and far below a hang.
 REDIS_BOUND = 8.0
+POLL_INTERVAL = 10  # seconds between two questions to Flinks about a pending flow
+LIVE = {"FLINKS_CONNECT_AUTHORIZE": "live"}
 
 SURVIVED: dict[str, bool] = {}
 UNSAFE: list[str] = []
 SERVER_ERRORS: list[str] = []
+
+
+@pytest.fixture
+def settings(redis_url: str, redis: Redis, sandbox: Sandbox) -> Settings:
+    return bff_settings(redis_url, sandbox, **LIVE)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -189,8 +199,8 @@ async def test_flinks_bare_503_on_authorize(client: httpx.AsyncClient, sandbox: 
 
 async def test_flinks_timeout_on_authorize(redis_url: str, redis: Redis, sandbox: Sandbox) -> None:
     clock = FakeClock()
-    app = create_app(bff_settings(redis_url, sandbox, FLINKS_AUTHORIZE_TIMEOUT=1), clock=clock)
-    async with serve_in_process(app) as client:
+    settings = bff_settings(redis_url, sandbox, FLINKS_AUTHORIZE_TIMEOUT=1, **LIVE)
+    async with serve_in_process(create_app(settings, clock=clock)) as client:
         flow_id, login_id = await _connect_login(client, sandbox)
         await _faults(sandbox, timeout_rate=1, timeout_seconds=3, endpoints=["Authorize"])
         response, took = await _timed(
@@ -201,11 +211,16 @@ async def test_flinks_timeout_on_authorize(redis_url: str, redis: Redis, sandbox
         # The sandbox records the call when its held response ends (3 s).
         await wait_until_async(sandbox.authorize_calls, what="the held /Authorize to end")
         await sandbox.http.delete("/__sandbox/faults")
-        clock.advance(6)  # past the pending re-check interval
-        flow = (await client.get(f"/v1/flows/{flow_id}")).json()
-        assert flow["status"] == "connected"
+        assert (await client.get(f"/v1/flows/{flow_id}")).json()["status"] == "pending"
+        clock.advance(POLL_INTERVAL)  # the holder asks Flinks again, in the background
+
+        async def connected() -> bool:
+            flow = (await client.get(f"/v1/flows/{flow_id}")).json()
+            return bool(flow["status"] == "connected")
+
+        await wait_until_async(connected, what="the pending flow to be asked about again")
     calls = await sandbox.authorize_calls()
-    # The live call was sent once, never again; the re-check was a cached /Authorize.
+    # The live call was sent once, never again; the question after it was a cached /Authorize.
     assert [call["most_recent_cached"] for call in calls] == [False, True]
 
 
@@ -293,7 +308,7 @@ async def test_redis_frozen_while_flinks_answer_is_saved(
     reads as what really happened, and a retried complete answers that, not a conflict."""
     name = "redis frozen while the outcome is saved"
     clock = FakeClock()
-    settings = bff_settings(own_redis.url, sandbox, FLINKS_AUTHORIZE_TIMEOUT=10)
+    settings = bff_settings(own_redis.url, sandbox, FLINKS_AUTHORIZE_TIMEOUT=10, **LIVE)
     probe = Redis.from_url(own_redis.url, decode_responses=True)
     async with serve_in_process(create_app(settings, clock=clock)) as client:
         flow_id, login_id = await _connect_login(client, sandbox)
@@ -319,7 +334,7 @@ async def test_redis_frozen_while_flinks_answer_is_saved(
 
         status = (await client.get(f"/v1/flows/{flow_id}")).json()["status"]
         assert status in ("authorizing", "connected")  # the save landed late, or not at all
-        clock.advance(120)  # past the time any /Authorize may take: the status asks Flinks
+        clock.advance(120)  # past the lease of the call that lost its answer: a read asks Flinks
         assert (await client.get(f"/v1/flows/{flow_id}")).json()["status"] == "connected"
         retried = await client.post(url, json={"login_id": login_id})
         assert retried.status_code == 200, retried.text

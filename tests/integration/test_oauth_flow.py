@@ -42,9 +42,13 @@ async def test_start_redirects_to_the_bank_with_a_fresh_bound_state(
     assert 0 < await redis.ttl(state_keys[0]) <= 600
 
 
+@pytest.mark.parametrize("oauth_token", ["optional", "required"])
 async def test_greatday_nomfa_links_and_returns_with_flow_id_and_status_only(
-    client: httpx.AsyncClient, sandbox: Sandbox
+    client: httpx.AsyncClient, sandbox: Sandbox, oauth_token: str
 ) -> None:
+    # Flinks documents no token on /v3/oauth/authorize; the BFF sends one, so either reading
+    # of the sandbox lets it through.
+    await sandbox.switch(oauth_token=oauth_token)
     callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
     assert callback.login_id is not None
     response = await client.get(callback.path_and_query)

@@ -10,9 +10,14 @@ import secrets
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
-from tests.integration.conftest import ANSWERS, Sandbox
+from app.main import create_app
+from tests.clock import FakeClock
+from tests.conftest import serve_in_process
+from tests.integration.conftest import ANSWERS, Sandbox, bff_settings
 from tests.integration.oauth_steps import linked_callback, returned
+from tests.waiting import wait_until_async
 
 COOKIE = "flinks_bff_session"
 
@@ -116,3 +121,36 @@ async def test_mfa_that_connects_rotates_the_session(
     assert after is not None
     assert after != before
     assert (await client.get(f"/v1/flows/{flow_id}")).json()["status"] == "connected"
+
+
+async def test_a_flow_that_connects_in_the_background_rotates_on_the_read_that_tells(
+    redis_url: str, redis: Redis, sandbox: Sandbox
+) -> None:
+    """A slow bank connects after the browser's request has answered: the first status read
+    that says so rotates the session, once."""
+    await sandbox.switch(dispatched_seconds=600)
+    clock = FakeClock()
+    async with serve_in_process(
+        create_app(bff_settings(redis_url, sandbox), clock=clock)
+    ) as client:
+        started = await _start(client)
+        login_id = await sandbox.login_via_connect(started["iframe_url"], "test_dispatched")
+        completed = await _complete(client, started["flow_id"], login_id)
+        assert completed.json()["status"] == "pending"
+        assert completed.cookies.get(COOKIE) is None
+        before = client.cookies.get(COOKIE)
+        (job,) = await sandbox.dispatched()
+        await sandbox.finish(job["request_id"])
+        clock.advance(10)  # the poll interval: the BFF asks Flinks again, in the background
+
+        async def telling() -> httpx.Response | None:
+            read = await client.get(f"/v1/flows/{started['flow_id']}")
+            return read if read.json()["status"] == "connected" else None
+
+        told = await wait_until_async(telling, what="a read that says connected")
+        assert told is not None
+        rotated = told.cookies.get(COOKIE)
+        assert rotated not in (None, before)
+        again = await client.get(f"/v1/flows/{started['flow_id']}")
+        assert again.json()["status"] == "connected"
+        assert again.cookies.get(COOKIE) is None  # told once, rotated once
