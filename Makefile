@@ -56,7 +56,7 @@ fuzz: install ## property tests at random and at scale, the long race and API ru
 e2e: $(VENV)/.synced-e2e ## browser end-to-end tests (needs Debian's chromium at /usr/bin/chromium)
 	$(RUN) pytest -m e2e $(PYTEST_ARGS)
 
-lint: install ## ruff check, ruff format --check, mypy --strict
+lint: $(VENV)/.synced-e2e ## ruff check, ruff format --check, mypy --strict (Playwright installed: the browser tests are type-checked too)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy

@@ -61,36 +61,30 @@ class Control:
         return JSONResponse(records)
 
     async def faults(self, request: Request) -> Response:
-        state = self.state
-        if request.method in ("PUT", "PATCH"):
-            body = await _json_object(request)
-            if body is None:
-                return _invalid("the body must be a JSON object")
-            if request.method == "PATCH":
-                body = {**state.faults.model_dump(), **body}
-            try:
-                state.faults = FaultConfig.model_validate(body)
-            except ValidationError as exc:
-                return _invalid(exc.errors(include_url=False, include_context=False))
-        elif request.method == "DELETE":
-            state.faults = FaultConfig.from_settings(state.settings)
-        return JSONResponse(state.faults.model_dump())
+        return await self._runtime_config(request, "faults", FaultConfig)
 
     async def switches(self, request: Request) -> Response:
+        return await self._runtime_config(request, "switches", SwitchConfig)
+
+    async def _runtime_config(
+        self, request: Request, name: str, model: type[FaultConfig] | type[SwitchConfig]
+    ) -> Response:
+        """GET reads a runtime config (the faults, the switches); PUT replaces it, PATCH changes
+        some fields, DELETE restores the start-up settings."""
         state = self.state
         if request.method in ("PUT", "PATCH"):
             body = await _json_object(request)
             if body is None:
                 return _invalid("the body must be a JSON object")
             if request.method == "PATCH":
-                body = {**state.switches.model_dump(), **body}
+                body = {**getattr(state, name).model_dump(), **body}
             try:
-                state.switches = SwitchConfig.model_validate(body)
+                setattr(state, name, model.model_validate(body))
             except ValidationError as exc:
                 return _invalid(exc.errors(include_url=False, include_context=False))
         elif request.method == "DELETE":
-            state.switches = SwitchConfig.from_settings(state.settings)
-        return JSONResponse(state.switches.model_dump())
+            setattr(state, name, model.from_settings(state.settings))
+        return JSONResponse(getattr(state, name).model_dump())
 
     async def dispatched(self, request: Request) -> Response:
         """Every RequestId that answered 202, and where its background work stands."""

@@ -149,20 +149,24 @@ def test_dotenv_file_is_read(tmp_path: os.PathLike[str]) -> None:
     assert settings.flinks_demo is True
 
 
-def test_serve_refuses_to_start_in_production_and_names_what_is_missing(
-    tmp_path: os.PathLike[str],
-) -> None:
+def _serve(cwd: os.PathLike[str], settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`flinks-bff serve` with only `settings` of this machine's BFF/Flinks/Redis environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_", "REDIS"))}
-    env["BFF_ENV"] = "production"
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
+        env={**env, **settings},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_serve_refuses_to_start_in_production_and_names_what_is_missing(
+    tmp_path: os.PathLike[str],
+) -> None:
+    result = _serve(tmp_path, {"BFF_ENV": "production"})
     assert result.returncode == 2
     for name in ("REDIS_URL", "FLINKS_SECRET_KEY", "BFF_PUBLIC_URL", "BFF_ENCRYPTION_KEY"):
         assert name in result.stderr
@@ -276,16 +280,8 @@ def test_userinfo_in_the_flinks_url_is_refused_in_development_too(
 def test_serve_names_a_flinks_url_with_userinfo_without_a_traceback(
     tmp_path: os.PathLike[str],
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "FLINKS_", "REDIS"))}
-    env.update({**PRODUCTION_OK, "FLINKS_API_URL": "https://user:pw@flinks.example.com"})
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _serve(
+        tmp_path, {**PRODUCTION_OK, "FLINKS_API_URL": "https://user:pw@flinks.example.com"}
     )
     assert result.returncode == 2
     assert "FLINKS_API_URL" in result.stderr

@@ -7,7 +7,6 @@ the victim links an account, and the planter reads the victim's flow with the sa
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -16,24 +15,11 @@ from app.main import create_app
 from tests.clock import FakeClock
 from tests.conftest import serve_in_process
 from tests.integration.conftest import ANSWERS, Sandbox, bff_settings
+from tests.integration.connect_steps import complete, start
 from tests.integration.oauth_steps import linked_callback, returned
 from tests.waiting import wait_until_async
 
 COOKIE = "flinks_bff_session"
-
-
-async def _start(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.post("/v1/connect/sessions", json={})
-    assert response.status_code == 201, response.text
-    started: dict[str, Any] = response.json()
-    return started
-
-
-async def _complete(client: httpx.AsyncClient, flow_id: str, login_id: str) -> httpx.Response:
-    return await client.post(
-        f"/v1/connect/sessions/{flow_id}/complete",
-        json={"login_id": login_id, "institution": "FlinksCapital"},
-    )
 
 
 def _plant(client: httpx.AsyncClient, value: str) -> None:
@@ -53,7 +39,7 @@ async def test_a_planted_cookie_value_is_not_adopted(client: httpx.AsyncClient) 
 async def test_an_unknown_session_owns_nothing(
     client: httpx.AsyncClient, other_browser: httpx.AsyncClient
 ) -> None:
-    started = await _start(client)
+    started = await start(client)
     _plant(other_browser, secrets.token_urlsafe(32))
     assert (await other_browser.get(f"/v1/flows/{started['flow_id']}")).status_code == 404
 
@@ -63,20 +49,20 @@ async def test_a_fixated_session_loses_the_victims_flows_when_one_connects(
 ) -> None:
     # The attacker gets a real session id, and plants it in the victim's browser.
     attacker = other_browser
-    await _start(attacker)
+    await start(attacker)
     known = attacker.cookies.get(COOKIE)
     assert known is not None
     victim = client
     _plant(victim, known)
 
-    parallel = await _start(victim)  # a second tab, not yet linked
-    started = await _start(victim)
+    parallel = await start(victim)  # a second tab, not yet linked
+    started = await start(victim)
     assert victim.cookies.get(COOKIE) == known  # the planted session was a real one
     # Before anything connects, the attacker shares the session (that is what fixation is).
     assert (await attacker.get(f"/v1/flows/{started['flow_id']}")).status_code == 200
 
     login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-    response = await _complete(victim, started["flow_id"], login_id)
+    response = await complete(victim, started["flow_id"], login_id)
     assert response.json()["status"] == "connected"
     rotated = response.cookies.get(COOKIE)
     assert rotated is not None
@@ -133,9 +119,9 @@ async def test_a_flow_that_connects_in_the_background_rotates_on_the_read_that_t
     async with serve_in_process(
         create_app(bff_settings(redis_url, sandbox), clock=clock)
     ) as client:
-        started = await _start(client)
+        started = await start(client)
         login_id = await sandbox.login_via_connect(started["iframe_url"], "test_dispatched")
-        completed = await _complete(client, started["flow_id"], login_id)
+        completed = await complete(client, started["flow_id"], login_id)
         assert completed.json()["status"] == "pending"
         assert completed.cookies.get(COOKIE) is None
         before = client.cookies.get(COOKIE)
