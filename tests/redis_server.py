@@ -101,3 +101,13 @@ def database_for_worker(url: str, index: int) -> str:
     parts = urlsplit(url)
     database = int(parts.path.strip("/") or 0)
     return urlunsplit(parts._replace(path=f"/{database + index}"))
+
+
+def bff_connections(url: str) -> int:
+    """The connections the BFF holds to `url`'s database, from Redis' own CLIENT LIST (by client
+    name and database): on a shared server (TEST_REDIS_URL) another worker's BFF uses another
+    database and does not count."""
+    database = urlsplit(url).path.strip("/") or "0"
+    with Redis.from_url(url, socket_timeout=10) as direct:
+        clients = direct.client_list()
+    return sum(1 for c in clients if c.get("name") == "flinks-bff" and str(c.get("db")) == database)

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.observability import configure_logging
 from app.sandbox.config import SandboxSettings
 from tests.conftest import make_settings, serve_in_process
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, bff_connections
 from tests.sandbox.server import running_sandbox
 from tests.waiting import wait_until, wait_until_async
 
@@ -138,16 +138,6 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert "/nope/xyz" not in text
 
 
-def _redis_connections_named(url: str, name: str) -> int:
-    import redis
-
-    direct = redis.Redis.from_url(url)
-    try:
-        return sum(1 for c in direct.client_list() if c.get("name") == name)
-    finally:
-        direct.close()
-
-
 async def test_lifespan_closes_its_clients(redis_url: str, redis: Redis) -> None:
     with running_sandbox(SandboxSettings()) as flinks:
         settings = make_settings(
@@ -159,9 +149,9 @@ async def test_lifespan_closes_its_clients(redis_url: str, redis: Redis) -> None
         async with serve_in_process(create_app(settings)) as client:
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.post("/v1/authorize-tokens", json={})).status_code == 201
-            assert _redis_connections_named(redis_url, "flinks-bff") >= 1
+            assert bff_connections(redis_url) >= 1
             assert flinks.served.open_connections() == 1  # the BFF's kept-alive connection
-        assert _redis_connections_named(redis_url, "flinks-bff") == 0
+        assert bff_connections(redis_url) == 0
         wait_until(
             lambda: flinks.served.open_connections() == 0,
             what="the BFF's connection to Flinks to be closed",

@@ -18,7 +18,7 @@ from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.edge_servers import connect, edge_bff, head, read_response
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, bff_connections
 from tests.waiting import scaled, wait_until_async
 
 CAP = 4
@@ -83,23 +83,19 @@ async def _check_in_flight(client: httpx.AsyncClient, expected: int) -> bool:
     return await _in_flight(client) == expected
 
 
-async def _bff_connections(redis: Redis) -> int:
-    return sum(1 for c in await redis.client_list() if c.get("name") == "flinks-bff")
-
-
 async def test_the_redis_pool_is_open_before_traffic_and_a_burst_opens_no_more(
     redis_url: str, redis: Redis, sandbox: Sandbox
 ) -> None:
-    before = await _bff_connections(redis)
+    before = bff_connections(redis_url)
     app = create_app(bff_settings(redis_url, sandbox))
     async with serve_in_process(app) as client:
-        assert await _bff_connections(redis) == before + POOL_SIZE
+        assert bff_connections(redis_url) == before + POOL_SIZE
         responses = await asyncio.gather(
             *(client.post("/v1/connect/sessions", json={}) for _ in range(2 * POOL_SIZE))
         )
         assert {r.status_code for r in responses} == {201}
         # Connecting during a burst is what timed out against a healthy Redis.
-        assert await _bff_connections(redis) == before + POOL_SIZE
+        assert bff_connections(redis_url) == before + POOL_SIZE
 
 
 async def test_requests_that_find_every_redis_connection_busy_wait_for_one(
