@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN    := $(UV) run --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test fuzz lint format openapi e2e bench clean
+.PHONY: help install run test topology fuzz lint format openapi e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ TEST_WORKERS ?= 2
 
 test: install ## run the test suite (no browser needed) on TEST_WORKERS=2 processes
 	$(RUN) pytest -m "not e2e and not capacity" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# Also part of `make test` (a few seconds): this runs only them.
+topology: install ## the BFF on real Redis topologies the tests start (a 3-primary cluster)
+	$(RUN) pytest -m topology $(PYTEST_ARGS)
 
 # The property tests with random, many more examples, the OAuth state race at 200 rounds,
 # schemathesis at 10,000+ cases and the capacity tests (several minutes). Replay a failure with `make fuzz SEED=<seed>`.

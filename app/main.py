@@ -31,7 +31,7 @@ from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
 from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
-from app.store import Store, connect_redis
+from app.store import Store, close_redis, connect_redis
 
 log = logging.getLogger("app.main")
 
@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             stack.push_async_callback(http.aclose)
             redis = connect_redis(redis_url)
             encryption_key = _encryption_key(settings)
-            stack.push_async_callback(redis.aclose, True)  # True: close its pool too
+            stack.push_async_callback(close_redis, redis)
             await open_redis_pool(redis)
             store = Store(
                 redis,

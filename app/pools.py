@@ -20,8 +20,10 @@ import asyncio
 import logging
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+
+from app.store import RedisClient
 
 log = logging.getLogger("app.pools")
 
@@ -33,9 +35,12 @@ def http_limits(max_inflight: int) -> httpx.Limits:
     return httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=30)
 
 
-async def open_redis_pool(redis: Redis) -> None:
+async def open_redis_pool(redis: RedisClient) -> None:
     """Opens every connection of the client's pool now. A Redis that is down is not an error
-    here: readiness reports it, and requests get 503 store_unavailable until it is back."""
+    here: readiness reports it, and requests get 503 store_unavailable until it is back.
+    A cluster client keeps a pool per node, opened as it learns the nodes: left to it."""
+    if isinstance(redis, RedisCluster):
+        return
     pool = redis.connection_pool
     size: int = pool.max_connections
     acquiring = (pool.get_connection() for _ in range(size))  # type: ignore[no-untyped-call]

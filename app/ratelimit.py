@@ -8,30 +8,26 @@ single addresses would hand it a fresh bucket per request. An IPv4-mapped IPv6 a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from app.errors import RateLimited
 from app.flows.records import session_hash
-from app.store import PREFIX, call_redis
+from app.store import PREFIX, RedisClient, call_redis
 
 # Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
-# One call counts every key (e.g. per IP and per session): one round trip.
+# One key per call: counters live in different hash slots (Redis Cluster refuses a script across
+# slots), so `RateCounters.hit` sends one call per counter, all at once (one round trip's wait;
+# each call also reloads the script itself where a server has not seen it).
 _HIT = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-  local ttl = redis.call('TTL', key)
-  if ttl < 0 then redis.call('EXPIRE', key, ARGV[1]); ttl = tonumber(ARGV[1]) end
-  out[#out + 1] = count
-  out[#out + 1] = ttl
-end
-return out
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
 """
 
 
@@ -43,15 +39,15 @@ def rate_key(scope: str, identity: str) -> str:
 class RateCounters:
     """Fixed-window hit counters in Redis, shared by every replica."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._hit = redis.register_script(_HIT)
 
     async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
         """Count one hit on each (scope, identity) counter in its current window: for each,
         (hits so far, seconds left in the window). Redis keys these by identity digests."""
-        keys = [rate_key(scope, identity) for scope, identity in counters]
-        flat = await call_redis(self._hit(keys=keys, args=[window]))
-        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        calls = (self._hit(keys=[rate_key(s, who)], args=[window]) for s, who in counters)
+        replies = await call_redis(asyncio.gather(*calls))
+        return [(int(count), int(ttl)) for count, ttl in replies]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AnyHttpUrl,
     Field,
     HttpUrl,
     PositiveInt,
@@ -20,11 +19,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import MultiHostUrl
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.flows.records import INSTITUTION_ID
 
-RedisUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
+# One server (redis://, rediss://, unix://), a Redis Cluster (redis+cluster://h:p[,h:p...]) or a
+# Sentinel-watched primary (redis+sentinel://h:p[,h:p...]/service_name): app/store.py connects.
+RedisUrl = Annotated[
+    MultiHostUrl,
+    UrlConstraints(allowed_schemes=["redis", "rediss", "unix", "redis+cluster", "redis+sentinel"]),
+]
 CsvList = Annotated[tuple[str, ...], NoDecode]
 
 DEV_PUBLIC_URL = "http://127.0.0.1:8000"
@@ -247,8 +252,9 @@ class Settings(BaseSettings):
             self.bff_allow_plaintext_redis or _redis_is_private(self.redis_url)
         ):
             problems.append(
-                "REDIS_URL must be rediss:// (TLS), a unix socket or a loopback address; "
-                "set BFF_ALLOW_PLAINTEXT_REDIS=true to accept plain redis:// on this network"
+                "REDIS_URL must be rediss:// (TLS), a unix socket or a loopback address "
+                "(redis+cluster:// and redis+sentinel:// have no TLS here: loopback hosts only); "
+                "set BFF_ALLOW_PLAINTEXT_REDIS=true to accept plain Redis on this network"
             )
         return problems
 
@@ -308,10 +314,15 @@ def _has_extras(url: str) -> bool:
     )
 
 
-def _redis_is_private(url: AnyHttpUrl) -> bool:
+def _redis_is_private(url: MultiHostUrl) -> bool:
+    """TLS, a unix socket, or only loopback hosts (every host of a cluster or sentinel URL)."""
     if url.scheme in ("rediss", "unix"):
         return True
-    host = (url.host or "").strip("[]")
+    hosts = [(h["host"] or "").strip("[]") for h in url.hosts()]
+    return bool(hosts) and all(_is_loopback(host) for host in hosts)
+
+
+def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

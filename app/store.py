@@ -14,22 +14,29 @@ Keys (every one written with its TTL in the same command):
   TTL; only ids written here were issued by the BFF
 
 The braces are Redis Cluster hash tags: a flow's record, loginId and lease live in the same
-slot, so one script can change them together atomically.
+slot, so one script can change them together atomically. Every other operation touches one key
+(a new flow and its OAuth state are two commands, `Store.create_flow`; each rate-limit
+counter is its own script call), so no command spans two slots.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -60,20 +67,84 @@ EXPIRED_NOTICE = 900
 T = TypeVar("T")
 
 
-def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> Redis:
+RedisClient = Redis | RedisCluster
+
+
+def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> RedisClient:
+    """A client for the topology `url` names, with redis-py's own cluster and sentinel support:
+    `redis://`, `rediss://` or `unix://` for one server; `redis+cluster://h:p[,h:p...]` for a
+    Redis Cluster (any of its nodes; the client discovers the rest and follows redirects);
+    `redis+sentinel://h:p[,h:p...]/service_name` for the primary the Sentinels name."""
+    scheme, _, rest = url.partition("://")
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "health_check_interval": 30,
+        "client_name": "flinks-bff",
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "decode_responses": True,
+    }
+    if scheme == "redis+cluster":
+        username, password, nodes, _ = _split_hosts(rest)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=username,
+            password=password,
+            max_connections=max_connections,  # per node
+            retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), RETRIES),
+            **options,
+        )
+    if scheme == "redis+sentinel":
+        username, password, nodes, path = _split_hosts(rest)
+        service = path.strip("/")
+        if not service:
+            raise ValueError("a redis+sentinel:// URL names the service: .../service_name")
+        timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": SOCKET_TIMEOUT}
+        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        primary: Redis = sentinel.master_for(
+            service,
+            username=username,
+            password=password,
+            max_connections=max_connections,
+            retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), RETRIES),
+            **options,
+        )
+        return primary
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=POOL_WAIT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        health_check_interval=30,
-        client_name="flinks-bff",
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), RETRIES),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        decode_responses=True,
+        **options,
     )
     return Redis(connection_pool=pool)
+
+
+def _split_hosts(rest: str) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
+    """`[user:password@]h:p[,h:p...][/path]` -> (user, password, [(h, p)...], path)."""
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    nodes = []
+    for host_port in hosts.split(","):
+        host, _, port = host_port.rpartition(":")
+        nodes.append((host.strip("[]"), int(port)))
+    return username, password, nodes, slash + path
+
+
+async def close_redis(redis: RedisClient) -> None:
+    """Closes the client and its connections."""
+    if isinstance(redis, RedisCluster):
+        await redis.aclose()
+        return
+    pool = redis.connection_pool
+    await redis.aclose(close_connection_pool=True)
+    if isinstance(pool, SentinelConnectionPool):  # and the connections to the Sentinels
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose(close_connection_pool=True)
 
 
 def flow_key(flow_id: str) -> str:
@@ -186,7 +257,7 @@ def _ms(when: datetime) -> int:
 class Store:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         encryption_key: bytes,
         flow_ttl: int,
@@ -212,27 +283,50 @@ class Store:
         return str(policy) if policy is not None else None
 
     async def ping(self) -> None:
-        await call_redis(cast(Awaitable[object], self._redis.ping()))
+        """Every primary of a cluster answers; or the one server (a Sentinel's current primary)."""
+        if isinstance(self._redis, RedisCluster):
+            await call_redis(self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
+        else:
+            await call_redis(cast(Awaitable[object], self._redis.ping()))
 
     async def create_flow(
         self, flow: FlowRecord, *, state: str | None = None, session: str | None = None
     ) -> None:
-        """Write a new flow (and its OAuth state, bound to the session) in one transaction,
-        both with their TTLs."""
+        """Write a new flow, then its OAuth state (bound to the session), both with their TTLs.
+
+        Two commands, not one transaction: the state key is in another hash slot than the flow
+        (Redis Cluster refuses a transaction across slots). The flow is written first and removed
+        again if its state cannot be reserved; until the state exists, nothing can reach the flow
+        by a callback, so no one sees it half made."""
         if state is not None and not session:
             raise ValueError("an OAuth state is bound to a session")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(
+        created = await call_redis(
+            self._redis.set(
                 flow_key(flow.flow_id),
                 flow.model_dump_json(),
                 ex=self.flow_ttl + EXPIRED_NOTICE,
                 nx=True,
             )
-            if state is not None and session:
-                pipe.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
-            results = await call_redis(pipe.execute())
-        if not all(results):
-            raise StoreUnavailable("could not reserve a fresh flow id or state")
+        )
+        if not created:
+            raise StoreUnavailable("could not reserve a fresh flow id")
+        if state is None or not session:
+            return
+        try:
+            reserved = await call_redis(
+                self._redis.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
+            )
+        except StoreUnavailable:
+            await self._forget_flow(flow.flow_id)
+            raise
+        if not reserved:
+            await self._forget_flow(flow.flow_id)
+            raise StoreUnavailable("could not reserve a fresh state")
+
+    async def _forget_flow(self, flow_id: str) -> None:
+        # Best effort: a flow that stays behind has no state pointing at it and expires.
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(flow_key(flow_id))
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         raw = await call_redis(self._redis.get(flow_key(flow_id)))

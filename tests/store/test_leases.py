@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.flows import FlowRecord
-from app.store import Store, connect_redis, flow_key, lease_key
+from app.store import Store, close_redis, connect_redis, flow_key, lease_key
 
 TTL = timedelta(seconds=20)
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ async def store(redis_url: str, redis: Redis) -> AsyncIterator[Store]:
     yield Store(
         client, encryption_key=secrets.token_bytes(32), flow_ttl=60, state_ttl=30, login_ttl=90
     )
-    await client.aclose(True)
+    await close_redis(client)
 
 
 async def test_a_free_lease_is_taken_by_one_holder_only(store: Store, redis: Redis) -> None:

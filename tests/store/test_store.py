@@ -11,7 +11,16 @@ from redis.asyncio import Redis
 
 from app.errors import StoreUnavailable
 from app.flows import FlowKind, FlowRecord
-from app.store import PREFIX, Sealer, Store, connect_redis, flow_key, login_key, state_key
+from app.store import (
+    PREFIX,
+    Sealer,
+    Store,
+    close_redis,
+    connect_redis,
+    flow_key,
+    login_key,
+    state_key,
+)
 
 SESSION = secrets.token_urlsafe(32)
 
@@ -33,7 +42,7 @@ async def store(redis_url: str, redis: Redis) -> AsyncIterator[Store]:
     yield Store(
         client, encryption_key=secrets.token_bytes(32), flow_ttl=60, state_ttl=30, login_ttl=90
     )
-    await client.aclose(True)
+    await close_redis(client)
 
 
 async def test_a_new_flow_and_its_state_are_written_with_their_ttls(
@@ -130,4 +139,4 @@ async def test_an_unreachable_server_raises_store_unavailable_quickly() -> None:
     with pytest.raises(StoreUnavailable):
         await store.get_flow("x" * 22)
     assert loop.time() - started < 2.5
-    await client.aclose(True)
+    await close_redis(client)

@@ -1,0 +1,93 @@
+"""Every multi-key operation of the store and the rate limiter stays in one hash slot.
+
+Run against a real Valkey in cluster mode (one node holding every slot): like any Redis Cluster
+node, it refuses a transaction or script whose keys are in different slots with CROSSSLOT, which
+the store reports as StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.errors import StoreUnavailable
+from app.ratelimit import Limits, RateCounters, RateLimiter
+from app.store import RedisClient, Store, close_redis, connect_redis
+from tests.redis_server import RedisServer, start_one_node_cluster
+from tests.store.test_store import SESSION, new_flow
+
+
+@pytest.fixture(scope="module")
+def cluster_node() -> Iterator[RedisServer]:
+    server = start_one_node_cluster()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def cluster_redis(cluster_node: RedisServer) -> AsyncIterator[RedisClient]:
+    client = connect_redis(cluster_node.url, max_connections=8)
+    await client.flushdb()
+    yield client
+    await close_redis(client)
+
+
+async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: RedisClient) -> None:
+    store = Store(
+        cluster_redis,
+        encryption_key=secrets.token_bytes(32),
+        flow_ttl=60,
+        state_ttl=30,
+        login_ttl=90,
+    )
+    now = datetime.now(UTC)
+    state = secrets.token_urlsafe(32)
+    oauth = new_flow("oauth")
+    await store.create_flow(oauth, state=state, session=SESSION)
+    connect = new_flow("connect")
+    await store.create_flow(connect)
+    assert await store.consume_state(state, SESSION) == oauth.flow_id
+
+    lease = store.new_lease(connect.flow_id, now, timedelta(seconds=5))
+    login_id = str(uuid.uuid4())
+    authorizing = connect.next(status="authorizing")
+    assert await store.replace_flow(0, authorizing, login_id=login_id)
+    assert await store.replace_flow(1, authorizing.next(status="mfa_required"), lease=lease)
+    assert await store.get_login_id(connect.flow_id) == login_id
+    assert await store.renew_lease(lease)
+    assert await store.release_lease(lease)
+    assert await store.take_lease(lease, now)
+
+    await store.create_session("old-session", "owner", 60)
+    assert await store.move_session("old-session", "new-session", 60) == "owner"
+
+
+async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: RedisClient) -> None:
+    counters = RateCounters(cluster_redis)
+    hits = [("start:ip", "192.0.2.1"), ("start:session", "abc")]
+    assert await counters.hit(hits, 30) == [(1, 30), (1, 30)]
+    assert [count for count, _ in await counters.hit(hits, 30)] == [2, 2]
+    limiter = RateLimiter(counters, Limits(window=30, per_ip=10, per_session=10))
+    await limiter.check("start", client_ip="192.0.2.1", session="abc")
+
+
+async def test_a_flow_whose_state_cannot_be_reserved_is_removed(cluster_redis: RedisClient) -> None:
+    store = Store(
+        cluster_redis,
+        encryption_key=secrets.token_bytes(32),
+        flow_ttl=60,
+        state_ttl=30,
+        login_ttl=90,
+    )
+    state = secrets.token_urlsafe(32)
+    first = new_flow("oauth")
+    await store.create_flow(first, state=state, session=SESSION)
+    second = new_flow("oauth")
+    with pytest.raises(StoreUnavailable):
+        await store.create_flow(second, state=state, session=SESSION)
+    assert await store.get_flow(second.flow_id) is None
+    assert await store.consume_state(state, SESSION) == first.flow_id
