@@ -36,14 +36,14 @@ async def cluster_redis(cluster_node: RedisServer) -> AsyncIterator[RedisClient]
     await close_redis(client)
 
 
-async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: RedisClient) -> None:
-    store = Store(
-        cluster_redis,
-        encryption_key=secrets.token_bytes(32),
-        flow_ttl=60,
-        state_ttl=30,
-        login_ttl=90,
+def _store(redis: RedisClient) -> Store:
+    return Store(
+        redis, encryption_key=secrets.token_bytes(32), flow_ttl=60, state_ttl=30, login_ttl=90
     )
+
+
+async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: RedisClient) -> None:
+    store = _store(cluster_redis)
     now = datetime.now(UTC)
     state = secrets.token_urlsafe(32)
     oauth = new_flow("oauth")
@@ -76,13 +76,7 @@ async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: R
 
 
 async def test_a_flow_whose_state_cannot_be_reserved_is_removed(cluster_redis: RedisClient) -> None:
-    store = Store(
-        cluster_redis,
-        encryption_key=secrets.token_bytes(32),
-        flow_ttl=60,
-        state_ttl=30,
-        login_ttl=90,
-    )
+    store = _store(cluster_redis)
     state = secrets.token_urlsafe(32)
     first = new_flow("oauth")
     await store.create_flow(first, state=state, session=SESSION)
