@@ -7,7 +7,8 @@ hop that cost several milliseconds per request under load.
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypedDict
 
 from fastapi import Depends, Request
 
@@ -28,45 +29,21 @@ class State(TypedDict):
     metrics: Metrics
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.state.settings
-    return settings
+def _from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """The dependency that hands a route the lifespan object called `name`; `Annotated` below
+    gives it its type. One function per name, so FastAPI caches each per request."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.state, name)
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
 
 
-async def get_flows(request: Request) -> Flows:
-    flows: Flows = request.state.flows
-    return flows
-
-
-async def get_sessions(request: Request) -> BrowserSessions:
-    sessions: BrowserSessions = request.state.sessions
-    return sessions
-
-
-async def get_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.state.limiter
-    return limiter
-
-
-async def get_client_address(request: Request) -> ClientAddress:
-    client_address: ClientAddress = request.state.client_address
-    return client_address
-
-
-async def get_readiness(request: Request) -> Readiness:
-    readiness: Readiness = request.state.readiness
-    return readiness
-
-
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.state.metrics
-    return metrics
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-FlowsDep = Annotated[Flows, Depends(get_flows)]
-SessionsDep = Annotated[BrowserSessions, Depends(get_sessions)]
-LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
-ClientAddressDep = Annotated[ClientAddress, Depends(get_client_address)]
-ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SettingsDep = Annotated[Settings, Depends(_from_state("settings"))]
+FlowsDep = Annotated[Flows, Depends(_from_state("flows"))]
+SessionsDep = Annotated[BrowserSessions, Depends(_from_state("sessions"))]
+LimiterDep = Annotated[RateLimiter, Depends(_from_state("limiter"))]
+ClientAddressDep = Annotated[ClientAddress, Depends(_from_state("client_address"))]
+ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
+MetricsDep = Annotated[Metrics, Depends(_from_state("metrics"))]
