@@ -88,6 +88,30 @@ class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class Unauthenticated(AppError):
+    # jwt and header modes: no identity, or one that cannot be believed. The route layer adds
+    # `WWW-Authenticate: Bearer` in jwt mode.
+    status, code, title = 401, "unauthenticated", "No identity"
+    default_detail = "This request needs the caller's identity."
+
+
+class IdentityUnavailable(AppError):
+    # jwt mode: the identity provider's keys cannot be fetched and none are cached. The token
+    # may be fine: a 401 would make clients drop it or loop on signing in again.
+    status, code, title = 503, "identity_unavailable", "The identity provider is unavailable"
+    default_detail = "The keys that verify bearer tokens cannot be fetched; try again shortly."
+
+
+class LoginOwnedElsewhere(AppError):
+    status, code, title = 409, "login_owned_elsewhere", "The account is linked by someone else"
+    default_detail = "This bank account is already linked by another user."
+
+
+class LinkNotFound(AppError):
+    status, code, title = 404, "link_not_found", "No such link"
+    default_detail = "The link does not exist, was deleted, or belongs to another user."
+
+
 class RateLimited(AppError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

@@ -14,7 +14,7 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import connect, flows, health, landing, oauth, tokens, web
+from app.api import connect, flows, health, internal, landing, links, oauth, tokens, web
 from app.api.deps import State
 from app.api.docs import mount_docs
 from app.api.edge import EdgeLimitsMiddleware
@@ -25,7 +25,9 @@ from app.clock import Clock, SystemClock
 from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
-from app.flows import BrowserSessions, FlowConfig, Flows, TaskRegistry, Timing
+from app.flows import BrowserSessions, FlowConfig, Flows, LinkPolicy, TaskRegistry, Timing
+from app.identity.callers import Identities
+from app.identity.jwt import JwtConfig, JwtVerifier
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
@@ -113,6 +115,33 @@ def _flow_config(settings: Settings) -> FlowConfig:
             authorize_wait=timedelta(seconds=settings.bff_authorize_wait),
             lease=timedelta(seconds=settings.bff_lease_ttl),
         ),
+        links=LinkPolicy(link_ttl=settings.bff_link_ttl, data_ttl=settings.bff_data_ttl),
+    )
+
+
+def _identities(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> Identities:
+    verifier = None
+    if settings.auth_mode == "jwt":
+        # Settings refuses jwt mode without them.
+        assert settings.bff_jwt_issuer is not None  # noqa: S101
+        assert settings.bff_jwt_audience is not None  # noqa: S101
+        verifier = JwtVerifier(
+            JwtConfig(
+                issuer=settings.bff_jwt_issuer,
+                audience=settings.bff_jwt_audience,
+                algorithms=settings.bff_jwt_algorithms,
+                jwks_url=str(settings.bff_jwt_jwks_url) if settings.bff_jwt_jwks_url else None,
+                public_key=settings.bff_jwt_public_key,
+                leeway=settings.bff_jwt_leeway,
+            ),
+            http,
+            clock=clock,
+        )
+    return Identities(
+        mode=settings.auth_mode,
+        verifier=verifier,
+        header=settings.bff_auth_header,
+        proxies=ClientAddress(settings.bff_trusted_proxies),
     )
 
 
@@ -162,6 +191,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             stack.push_async_callback(tasks.close)
             if readiness.evicting:
                 log.error("redis.evicting", extra={"maxmemory_policy": readiness.eviction_policy})
+            identities = _identities(settings, http, clock)
+            if identities.verifier is not None:  # a key-set fetch in flight is cancelled
+                stack.push_async_callback(identities.verifier.aclose)
             state = State(
                 settings=settings,
                 flows=Flows(
@@ -184,6 +216,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 client_address=ClientAddress(settings.bff_trusted_proxies),
                 readiness=readiness,
                 metrics=metrics,
+                identities=identities,
             )
             drain.install()
             stack.callback(drain.uninstall)
@@ -208,7 +241,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         openapi_url=None if settings.is_production else "/openapi.json",
     )
     add_exception_handlers(app)
-    for router in (health.router, tokens.router, connect.router, oauth.router, flows.router):
+    for router in (
+        health.router,
+        tokens.router,
+        connect.router,
+        oauth.router,
+        flows.router,
+        links.router,
+        internal.router,
+    ):
         app.include_router(router)
     app.include_router(landing.router)  # Connect's redirectUrl: served in production too
     if not settings.is_production:

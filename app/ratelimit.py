@@ -103,6 +103,10 @@ class ClientAddress:
     def __init__(self, trusted: Iterable[str]) -> None:
         self.trusted = tuple(ipaddress.ip_network(net, strict=False) for net in trusted)
 
+    def trusts(self, peer: str) -> bool:
+        """Whether `peer` is one of the configured proxies."""
+        return bool(self.trusted) and self._is_trusted(peer)
+
     def _is_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address.strip())

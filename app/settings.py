@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from pydantic_core import MultiHostUrl
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.flows.records import INSTITUTION_ID
+from app.identity.jwt import check_algorithms, load_public_key
 
 # One server (redis://, rediss://, unix://), a Redis Cluster (redis+cluster://h:p[,h:p...]) or a
 # Sentinel-watched primary (redis+sentinel://h:p[,h:p...]/service_name): app/store.py connects.
@@ -116,6 +118,23 @@ class Settings(BaseSettings):
     bff_authorize_wait: float = Field(5.0, ge=0, le=60)
     bff_lease_ttl: float = Field(20.0, ge=1, le=600)
 
+    # Who the caller is (app/api/identity.py): `session` (an anonymous HttpOnly cookie, the
+    # development default), `jwt` (Authorization: Bearer, owner = `sub`) or `header` (a user
+    # name set by an authenticating proxy in BFF_TRUSTED_PROXIES). Production names one.
+    bff_auth: Literal["session", "jwt", "header"] | None = Field(None)
+    bff_jwt_jwks_url: HttpUrl | None = Field(None)
+    bff_jwt_public_key: str | None = Field(None)  # a PEM public key
+    bff_jwt_issuer: str | None = Field(None)
+    bff_jwt_audience: str | None = Field(None)
+    bff_jwt_algorithms: CsvList = Field(("RS256", "ES256"))
+    bff_jwt_leeway: float = Field(30.0, ge=0, le=300)
+    bff_auth_header: str = Field("X-Auth-Request-User", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # Links live this long unless deleted; account data is cached (encrypted) this long.
+    bff_link_ttl: PositiveInt = Field(90 * 86400)
+    bff_data_ttl: PositiveInt = Field(900)
+    # The host backend's tokens for /internal/v1: SHA-256 hex digests, never the tokens.
+    bff_service_tokens: CsvList = Field(())
+
     redis_url: RedisUrl | None = Field(None)
     bff_allow_plaintext_redis: bool = Field(False)
 
@@ -143,6 +162,8 @@ class Settings(BaseSettings):
         "bff_cors_origins",
         "bff_trusted_proxies",
         "flinks_institutions",
+        "bff_jwt_algorithms",
+        "bff_service_tokens",
         mode="before",
     )
     @classmethod
@@ -186,6 +207,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{proxy!r} is not an IP address or CIDR network") from exc
         return proxies
 
+    @field_validator("bff_service_tokens")
+    @classmethod
+    def _digests(cls, digests: tuple[str, ...]) -> tuple[str, ...]:
+        for index, digest in enumerate(digests, start=1):
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError(
+                    f"entry {index} is not a SHA-256 hex digest (64 hex digits); store the "
+                    "digest of a token, never the token: printf %s TOKEN | sha256sum"
+                )
+        return tuple(digest.lower() for digest in digests)
+
+    @field_validator("bff_jwt_algorithms")
+    @classmethod
+    def _algorithms(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        return check_algorithms(algorithms)
+
     @field_validator("bff_encryption_key")
     @classmethod
     def _key_is_32_bytes(cls, key: SecretStr | None) -> SecretStr | None:
@@ -215,15 +252,45 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _usable(self) -> Settings:
         """Every problem at once, so one failed start names every variable to fix."""
-        problems = self._url_problems()
+        problems = self._url_problems() + self._auth_problems()
         if self.is_production:
             problems += self._production_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
+    def _auth_problems(self) -> list[str]:
+        problems = []
+        if self.auth_mode == "jwt":
+            if (self.bff_jwt_jwks_url is None) == (self.bff_jwt_public_key is None):
+                problems.append(
+                    "BFF_AUTH=jwt needs exactly one of BFF_JWT_JWKS_URL and BFF_JWT_PUBLIC_KEY"
+                )
+            if self.bff_jwt_public_key is not None:
+                try:
+                    load_public_key(self.bff_jwt_public_key)
+                except ValueError as exc:
+                    problems.append(f"BFF_JWT_PUBLIC_KEY: {exc}")
+            if not self.bff_jwt_issuer:
+                problems.append("BFF_AUTH=jwt needs BFF_JWT_ISSUER")
+            if not self.bff_jwt_audience:
+                problems.append("BFF_AUTH=jwt needs BFF_JWT_AUDIENCE")
+            jwks = self.bff_jwt_jwks_url
+            if self.is_production and jwks is not None and jwks.scheme != "https":
+                problems.append("BFF_JWT_JWKS_URL must be https in production")
+        if self.auth_mode == "header" and not self.bff_trusted_proxies:
+            problems.append(
+                "BFF_AUTH=header needs BFF_TRUSTED_PROXIES: the identity header is believed only "
+                "from the authenticating proxy"
+            )
+        return problems
+
     def _production_problems(self) -> list[str]:
         problems = []
+        if self.bff_auth is None:
+            problems.append(
+                "BFF_AUTH is not set: name how callers are identified (session, jwt or header)"
+            )
         if self.redis_url is None:
             problems.append("REDIS_URL is not set (production needs a real Redis)")
         if not self.flinks_customer_id:
@@ -261,6 +328,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.bff_env == "production"
+
+    @property
+    def auth_mode(self) -> Literal["session", "jwt", "header"]:
+        return self.bff_auth or "session"
 
     @cached_property
     def flinks_base_url(self) -> str:

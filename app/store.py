@@ -12,6 +12,13 @@ Keys (every one written with its TTL in the same command):
 - `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window (app/ratelimit.py)
 - `bff:v1:session:<sha256(session id)>`  the owner a browser session id stands for, TTL = session
   TTL; only ids written here were issued by the BFF
+- `bff:v1:link:{<link_id>}`  a link (app/flows/records.py `LinkRecord`, its loginId sealed). The
+  id is a keyed hash (HMAC) of the loginId, so this key is also the loginId's ownership claim;
+  TTL = link TTL (a reservation: flow TTL; a tombstone: one day)
+- `bff:v1:owner:<sha256(owner)>`  the set of an owner's link ids, TTL = link TTL
+- `bff:v1:data:{<link_id>}`  the link's account data as the browser may see it, sealed, TTL =
+  data TTL; `bff:v1:datajob:{<link_id>}` the Flinks RequestId being prepared (sealed), and
+  `bff:v1:datapoll:{<link_id>}` the 10-second gap between two Flinks calls for it
 
 The braces are Redis Cluster hash tags: a flow's record, loginId and lease live in the same
 slot, so one script can change them together atomically. Every other operation touches one key
@@ -24,15 +31,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import unquote
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -44,7 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from app.errors import StoreUnavailable
-from app.flows.records import FlowRecord
+from app.flows.records import FlowRecord, LinkRecord
 
 PREFIX = "bff:v1:"
 
@@ -168,6 +178,27 @@ def session_key(session_id: str) -> str:
     return f"{PREFIX}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
 
+def link_key(link_id: str) -> str:
+    return f"{PREFIX}link:{{{link_id}}}"
+
+
+def owner_key(owner: str) -> str:
+    digest = hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}owner:{digest}"
+
+
+def data_key(link_id: str) -> str:
+    return f"{PREFIX}data:{{{link_id}}}"
+
+
+def data_job_key(link_id: str) -> str:
+    return f"{PREFIX}datajob:{{{link_id}}}"
+
+
+def data_poll_key(link_id: str) -> str:
+    return f"{PREFIX}datapoll:{{{link_id}}}"
+
+
 async def call_redis(operation: Awaitable[T]) -> T:
     """The command's answer; a Redis that fails or does not answer is StoreUnavailable (503)."""
     try:
@@ -231,6 +262,28 @@ return 1
 """
 
 
+# Writes a link record if its current status is one of ARGV[2] (`absent` for no record) and,
+# unless it is a tombstone, it belongs to ARGV[1]. 1 written; 0 a status not listed (same owner);
+# -1 another owner's. ARGV[4] = '0' keeps the record's TTL.
+WRITE_LINK_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+local allowed = ',' .. ARGV[2] .. ','
+if not current then
+  if not string.find(allowed, ',absent,', 1, true) then return 0 end
+else
+  local record = cjson.decode(current)
+  if record['status'] ~= 'deleted' and record['owner'] ~= ARGV[1] then return -1 end
+  if not string.find(allowed, ',' .. record['status'] .. ',', 1, true) then return 0 end
+end
+if ARGV[4] == '0' then redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+else redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+
+LinkWrite = Literal["written", "kept", "elsewhere"]
+_LINK_WRITE: dict[int, LinkWrite] = {1: "written", 0: "kept", -1: "elsewhere"}
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """The right to ask Flinks about one flow until `until` (on the app's clock). `holder` is a
@@ -250,6 +303,11 @@ class Lease:
         return 2 * self.ttl_ms
 
 
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    """A key of its own for `purpose`, so the encryption key is never used as an HMAC key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key)
+
+
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
@@ -266,10 +324,12 @@ class Store:
     ) -> None:
         self._redis = redis
         self.sealer = Sealer(encryption_key)
+        self._link_id_key = _derive(encryption_key, b"flinks-bff link id v1")
         self.flow_ttl = flow_ttl
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
         self._cas = redis.register_script(CAS_FLOW_SCRIPT)
+        self._write_link = redis.register_script(WRITE_LINK_SCRIPT)
         self._take_lease = redis.register_script(TAKE_LEASE_SCRIPT)
         self._keep_lease = redis.register_script(KEEP_LEASE_SCRIPT)
 
@@ -425,3 +485,89 @@ class Store:
 
     def unseal(self, sealed: str, flow_id: str) -> str | None:
         return self.sealer.open(sealed, flow_key(flow_id))
+
+    # -- links -------------------------------------------------------------------------------
+
+    def link_id_for(self, login_id: str) -> str:
+        """The id of the link a loginId makes: HMAC-SHA256 under a key derived from the
+        encryption key, so it names the loginId without revealing it (132 bits, URL-safe)."""
+        mac = hmac.new(self._link_id_key, login_id.strip().lower().encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).decode()[:22]
+
+    def seal_login(self, login_id: str, link_id: str) -> str:
+        return self.sealer.seal(login_id, link_key(link_id))
+
+    def open_login(self, link: LinkRecord) -> str | None:
+        if link.sealed_login_id is None:
+            return None
+        return self.sealer.open(link.sealed_login_id, link_key(link.link_id))
+
+    async def get_link(self, link_id: str) -> LinkRecord | None:
+        raw = await call_redis(self._redis.get(link_key(link_id)))
+        return None if raw is None else LinkRecord.model_validate_json(raw)
+
+    async def write_link(
+        self, link: LinkRecord, *, when: tuple[str, ...], ttl: int | None
+    ) -> LinkWrite:
+        """Writes `link` if its stored status is one of `when` ("absent": no record) and it is
+        `link.owner`'s (or a tombstone). `ttl` None keeps the stored TTL."""
+        result = await call_redis(
+            self._write_link(
+                keys=[link_key(link.link_id)],
+                args=[link.owner, ",".join(when), link.model_dump_json(), ttl or 0],
+            )
+        )
+        return _LINK_WRITE[int(result)]
+
+    async def add_owner_link(self, owner: str, link_id: str, ttl: int) -> None:
+        key = owner_key(owner)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, link_id)
+            pipe.expire(key, ttl)
+            await call_redis(pipe.execute())
+
+    async def remove_owner_link(self, owner: str, link_id: str) -> None:
+        await call_redis(self._redis.srem(owner_key(owner), link_id))
+
+    async def owner_links(self, owner: str) -> list[LinkRecord]:
+        """The records behind an owner's link ids (one non-transactional pipeline: the records
+        live in other slots), in no particular order; ids whose record is gone are skipped."""
+        ids = await call_redis(cast(Awaitable[set[str]], self._redis.smembers(owner_key(owner))))
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for link_id in sorted(ids):
+                pipe.get(link_key(link_id))
+            raws = await call_redis(pipe.execute())
+        return [LinkRecord.model_validate_json(raw) for raw in raws if raw is not None]
+
+    # -- account data ------------------------------------------------------------------------
+
+    async def get_data(self, link_id: str) -> str | None:
+        sealed = await call_redis(self._redis.get(data_key(link_id)))
+        return None if sealed is None else self.sealer.open(str(sealed), data_key(link_id))
+
+    async def put_data(self, link_id: str, plain: str, ttl: int) -> None:
+        sealed = self.sealer.seal(plain, data_key(link_id))
+        await call_redis(self._redis.set(data_key(link_id), sealed, ex=ttl))
+
+    async def get_data_job(self, link_id: str) -> str | None:
+        sealed = await call_redis(self._redis.get(data_job_key(link_id)))
+        return None if sealed is None else self.sealer.open(str(sealed), data_job_key(link_id))
+
+    async def put_data_job(self, link_id: str, plain: str, ttl: int) -> None:
+        sealed = self.sealer.seal(plain, data_job_key(link_id))
+        await call_redis(self._redis.set(data_job_key(link_id), sealed, ex=ttl))
+
+    async def drop_data(self, link_id: str, *, job_only: bool = False) -> None:
+        keys = [data_job_key(link_id)] if job_only else [data_key(link_id), data_job_key(link_id)]
+        await call_redis(self._redis.delete(*keys))
+
+    async def data_poll_wait(self, link_id: str, gap_ms: int) -> int:
+        """0 if the caller may ask Flinks about this link's data now (the next `gap_ms` are then
+        reserved); otherwise the milliseconds until it may."""
+        key = data_poll_key(link_id)
+        if await call_redis(self._redis.set(key, "1", px=gap_ms, nx=True)):
+            return 0
+        remaining = await call_redis(self._redis.pttl(key))
+        return max(int(remaining), 1)

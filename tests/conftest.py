@@ -13,6 +13,7 @@ examples, with a seed that is printed (`--hypothesis-seed` replays it).
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib.util import find_spec
@@ -26,8 +27,10 @@ from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
+from app.api.session import LOCAL_NAME
 from app.main import create_app
-from app.settings import Settings
+from app.settings import DEV_PUBLIC_URL, Settings
+from app.store import session_key
 from tests.figures import FIGURES
 from tests.redis_server import RedisServer, database_for_worker, start_redis_server, worker_index
 
@@ -109,6 +112,21 @@ def asgi_client(asgi_app: ASGIApp) -> httpx.AsyncClient:
     """A client with its own cookie jar, talking to a running app over ASGI."""
     transport = httpx.ASGITransport(app=asgi_app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+
+async def issue_session(client: httpx.AsyncClient, redis_url: str) -> str:
+    """Gives `client` a browser session the BFF knows as one it issued (written where
+    `BrowserSessions.keep` writes it) and the Origin of the BFF's own pages: what minting a bare
+    authorize token needs in session mode. Returns the session's owner."""
+    session_id, owner = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.set(session_key(session_id), owner, ex=3600)
+    finally:
+        await redis.aclose()
+    client.cookies.set(LOCAL_NAME, session_id)
+    client.headers["Origin"] = DEV_PUBLIC_URL
+    return owner
 
 
 @asynccontextmanager

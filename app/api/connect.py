@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep
+from app.api.identity import FlowCallerDep, FlowStarterDep
 from app.api.limits import rate_limited
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.security import require_json
-from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
+from app.api.session import SessionRotationDep
 
 router = APIRouter(prefix="/v1/connect", tags=["connect"])
 
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1/connect", tags=["connect"])
     dependencies=[Depends(require_json), rate_limited("start")],
 )
 async def start_connect(
-    body: ConnectSessionIn, flows: FlowsDep, session: NewSessionDep
+    body: ConnectSessionIn, flows: FlowsDep, session: FlowStarterDep
 ) -> ConnectSessionOut:
     started = await flows.start_connect(
         session=session.owner,
@@ -46,7 +47,7 @@ async def start_connect(
 async def complete_connect(
     body: CompleteIn,
     flows: FlowsDep,
-    session: SessionDep,
+    session: FlowCallerDep,
     rotation: SessionRotationDep,
     flow_id: FlowId,
 ) -> FlowOut:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypedDict
 from fastapi import Depends, Request
 
 from app.flows import BrowserSessions, Flows
+from app.identity.callers import Identities
 from app.observability import Metrics
 from app.ratelimit import ClientAddress, RateLimiter
 from app.readiness import Readiness
@@ -27,6 +28,7 @@ class State(TypedDict):
     client_address: ClientAddress
     readiness: Readiness
     metrics: Metrics
+    identities: Identities
 
 
 def _from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -47,3 +49,4 @@ LimiterDep = Annotated[RateLimiter, Depends(_from_state("limiter"))]
 ClientAddressDep = Annotated[ClientAddress, Depends(_from_state("client_address"))]
 ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
 MetricsDep = Annotated[Metrics, Depends(_from_state("metrics"))]
+IdentitiesDep = Annotated[Identities, Depends(_from_state("identities"))]

@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import FlowsDep
+from app.api.identity import CallerDep
 from app.api.schemas import FlowId, FlowOut, MfaIn
 from app.api.security import require_json
-from app.api.session import SessionDep, SessionRotationDep
+from app.api.session import SessionRotationDep
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
 
 @router.get("/{flow_id}", summary="The flow's status (only for the session that owns it)")
 async def get_flow(
-    flows: FlowsDep, session: SessionDep, rotation: SessionRotationDep, flow_id: FlowId
+    flows: FlowsDep, session: CallerDep, rotation: SessionRotationDep, flow_id: FlowId
 ) -> FlowOut:
     read = await flows.status(session=session, flow_id=flow_id)
     if read.connected_now:
@@ -30,7 +31,7 @@ async def get_flow(
 async def answer_mfa(
     body: MfaIn,
     flows: FlowsDep,
-    session: SessionDep,
+    session: CallerDep,
     rotation: SessionRotationDep,
     flow_id: FlowId,
 ) -> FlowOut:

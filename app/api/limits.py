@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from app.api.deps import ClientAddressDep, LimiterDep
-from app.api.session import SessionDep
+from app.api.identity import CallerDep
 
 
 def rate_limited(action: str) -> Any:
@@ -17,7 +17,7 @@ def rate_limited(action: str) -> Any:
         request: Request,
         limiter: LimiterDep,
         client_address: ClientAddressDep,
-        session: SessionDep,
+        session: CallerDep,
     ) -> None:
         peer = request.client.host if request.client else None
         client_ip = client_address.resolve(peer, request.headers.get("x-forwarded-for"))

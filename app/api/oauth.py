@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import FlowsDep
+from app.api.identity import FlowStarterDep
 from app.api.limits import rate_limited
 from app.api.schemas import OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
-from app.api.session import NewSessionDep, SessionDep, SessionRotationDep
-from app.errors import StateInvalid
+from app.api.session import SessionDep, SessionRotationDep
+from app.errors import AppError, LoginOwnedElsewhere, StateInvalid
 from app.flows import INSTITUTION_ID_PATTERN, CallbackResult, Language
 
 router = APIRouter(prefix="/v1/oauth", tags=["oauth"])
@@ -46,7 +47,7 @@ def _redirect(location: str, carry: Response | None = None) -> RedirectResponse:
 async def start(
     carry: Response,
     flows: FlowsDep,
-    session: NewSessionDep,
+    session: FlowStarterDep,
     institution: Institution,
     return_url: Annotated[Url | None, Query()] = None,
     language: Annotated[Language, Query()] = "en",
@@ -65,7 +66,7 @@ async def start(
     dependencies=[Depends(require_json), rate_limited("start")],
 )
 async def create_session(
-    body: OAuthSessionIn, flows: FlowsDep, session: NewSessionDep
+    body: OAuthSessionIn, flows: FlowsDep, session: FlowStarterDep
 ) -> OAuthSessionOut:
     started = await flows.start_oauth(
         session=session.owner,
@@ -133,6 +134,10 @@ async def callback(
             raise
         # A person mid-navigation gets a page, not JSON; it quotes nothing from the request.
         return _state_invalid_page(flows.config.return_urls[0])
+    except LoginOwnedElsewhere:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return _page(_OWNED_ELSEWHERE_PAGE, flows.config.return_urls[0], LoginOwnedElsewhere)
     if result.connected_now:
         await rotation.after(result.status)
     return _redirect(_return_location(result), carry)
@@ -148,9 +153,22 @@ browser. Nothing was linked. Please start again.</p>
 """
 
 
+_OWNED_ELSEWHERE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Link not completed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><h1>This bank account is linked by another user</h1>
+<p>Nothing was linked. If this is your account, sign in as the user who linked it.</p>
+<p><a href="{start_over}">Back</a></p></body></html>
+"""
+
+
 def _state_invalid_page(start_over: str) -> HTMLResponse:
+    return _page(_STATE_INVALID_PAGE, start_over, StateInvalid)
+
+
+def _page(template: str, start_over: str, error: type[AppError]) -> HTMLResponse:
     return HTMLResponse(
-        _STATE_INVALID_PAGE.format(start_over=html.escape(start_over, quote=True)),
-        status_code=StateInvalid.status,
+        template.format(start_over=html.escape(start_over, quote=True)),
+        status_code=error.status,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )

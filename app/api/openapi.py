@@ -32,6 +32,9 @@ from app.errors import (
     FlowExpired,
     FlowNotFound,
     HeadersTooLarge,
+    IdentityUnavailable,
+    LinkNotFound,
+    LoginOwnedElsewhere,
     OriginNotAllowed,
     Overloaded,
     PayloadTooLarge,
@@ -41,6 +44,7 @@ from app.errors import (
     ShuttingDown,
     StateInvalid,
     StoreUnavailable,
+    Unauthenticated,
     UnsupportedMediaType,
     UpstreamRejected,
     UpstreamTimeout,
@@ -69,27 +73,73 @@ FLINKS: Final[Errors] = (UpstreamRejected, UpstreamUnavailable, UpstreamTimeout)
 OWN_FLOW: Final[Errors] = (FlowNotFound, FlowExpired, Conflict)
 # Settling a flow with Flinks in the background (app/flows/runner.py): refused while stopping.
 SETTLES: Final[Errors] = (ShuttingDown,)
+# BFF_AUTH=jwt or header: a /v1 request without a believable identity (app/api/identity.py).
+AUTH: Final[Errors] = (Unauthenticated, IdentityUnavailable)
+# A loginId presented for a flow is another owner's.
+OWNED: Final[Errors] = (LoginOwnedElsewhere,)
+# A DELETE under /v1: the CSRF Origin check.
+DELETE: Final[Errors] = (OriginNotAllowed,)
+# One of the caller's links; its data comes from Flinks.
+LINK: Final[Errors] = (*PARAMS, LinkNotFound)
 
 # The table: every API operation, by operation id, and the errors it can answer.
 OPERATION_ERRORS: Final[dict[str, Errors]] = {
-    "tokens-mint_authorize_token": (*EVERY, *POST, *RATE_LIMITED, *FLINKS),
-    "connect-start_connect": (*EVERY, *POST, *BODY, *RATE_LIMITED, *RETURN_URL, *FLINKS),
-    "connect-complete_connect": (*EVERY, *POST, *BODY, *OWN_FLOW, *FLINKS, *SETTLES),
-    "oauth-start": (*EVERY, *PARAMS, *RATE_LIMITED, *RETURN_URL, *FLINKS),
-    "oauth-create_session": (*EVERY, *POST, *BODY, *RATE_LIMITED, *RETURN_URL, *FLINKS),
+    "tokens-mint_authorize_token": (*EVERY, *POST, *AUTH, *RATE_LIMITED, *FLINKS),
+    "connect-start_connect": (*EVERY, *POST, *BODY, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
+    "connect-complete_connect": (*EVERY, *POST, *BODY, *AUTH, *OWN_FLOW, *OWNED, *FLINKS, *SETTLES),
+    "oauth-start": (*EVERY, *PARAMS, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
+    "oauth-create_session": (*EVERY, *POST, *BODY, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
     # Flinks' failures are recorded on the flow, not answered (the browser goes back with them);
     # Conflict: a concurrent request moved the flow on; UpstreamUnavailable: not configured.
-    "oauth-callback": (*EVERY, StateInvalid, Conflict, UpstreamUnavailable),
+    # Bound to the browser session in every mode: never 401.
+    "oauth-callback": (*EVERY, StateInvalid, Conflict, *OWNED, UpstreamUnavailable),
     # A read may take over a flow whose holder died (it asks Flinks; failures leave it pending).
-    "flows-get_flow": (*EVERY, *PARAMS, FlowNotFound, Conflict, UpstreamUnavailable, *SETTLES),
-    "flows-answer_mfa": (*EVERY, *POST, *BODY, *OWN_FLOW, *FLINKS, *SETTLES),
+    "flows-get_flow": (
+        *EVERY,
+        *PARAMS,
+        *AUTH,
+        FlowNotFound,
+        Conflict,
+        UpstreamUnavailable,
+        *SETTLES,
+    ),
+    "flows-answer_mfa": (*EVERY, *POST, *BODY, *AUTH, *OWN_FLOW, *FLINKS, *SETTLES),
+    "links-list_links": (*EVERY, *AUTH),
+    "links-get_link": (*EVERY, *AUTH, *LINK),
+    # Conflict: being deleted by another request, or Flinks still processing the account.
+    "links-delete_link": (*EVERY, *DELETE, *AUTH, *LINK, Conflict, *FLINKS),
+    "links-get_accounts": (*EVERY, *AUTH, *LINK, *FLINKS),
+    "links-get_transactions": (*EVERY, *AUTH, *LINK, *FLINKS),
+    "internal-get_host_link": (*EVERY, Unauthenticated, *LINK),
+    "internal-get_owner_links": (*EVERY, Unauthenticated, *PARAMS),
 }
 # The operations that answer a person's browser (Accept: text/html) a page instead of JSON.
-HTML_ERRORS: Final[dict[str, Errors]] = {"oauth-callback": (StateInvalid,)}
+HTML_ERRORS: Final[dict[str, Errors]] = {"oauth-callback": (StateInvalid, LoginOwnedElsewhere)}
 # The operations that act on the caller's flows: they need the session cookie.
-SESSION_OPERATIONS: Final = frozenset(
-    {"connect-complete_connect", "oauth-callback", "flows-get_flow", "flows-answer_mfa"}
-)
+# Who may call what (app/api/identity.py): the caller's session cookie, or its bearer token in
+# jwt mode; a flow start also works without either in session mode (it issues the session);
+# the OAuth callback is always the session's; /internal the service token's.
+Requirement = dict[str, list[str]]
+SESSION: Final[list[Requirement]] = [{"session": []}, {"session_https": []}]
+CALLER: Final[list[Requirement]] = [*SESSION, {"bearer": []}]
+SECURITY: Final[dict[str, list[Requirement]]] = {
+    "tokens-mint_authorize_token": CALLER,
+    "connect-start_connect": [{}, *CALLER],
+    "connect-complete_connect": CALLER,
+    "oauth-start": [{}, *CALLER],
+    "oauth-create_session": [{}, *CALLER],
+    "oauth-callback": SESSION,
+    "flows-get_flow": CALLER,
+    "flows-answer_mfa": CALLER,
+    # Session mode without a session: an empty list, not a 401.
+    "links-list_links": [{}, *CALLER],
+    "links-get_link": CALLER,
+    "links-delete_link": CALLER,
+    "links-get_accounts": CALLER,
+    "links-get_transactions": CALLER,
+    "internal-get_host_link": [{"service_token": []}],
+    "internal-get_owner_links": [{"service_token": []}],
+}
 
 # Allow-lists of a deployment: described in the contract, listed only in the live document.
 DEPLOYMENT_LISTS: Final = {"return_url": "BFF_RETURN_URLS", "institution": "FLINKS_INSTITUTIONS"}
@@ -98,8 +148,10 @@ BODY_SCHEMAS: Final = ("ConnectSessionIn", "OAuthSessionIn")
 DESCRIPTION: Final = (
     "Every error is `application/problem+json` (RFC 9457), the `Problem` schema: branch on its "
     "stable `code`. Each operation lists the errors it can answer, with an example of each.\n\n"
-    "The browser session is an HttpOnly cookie the BFF sets when a flow starts; send it back "
-    "(`credentials: 'include'`) to reach your flows."
+    "Who the caller is depends on BFF_AUTH. `session`: an HttpOnly cookie the BFF sets when a "
+    "flow starts; send it back (`credentials: 'include'`) to reach your flows and links. "
+    "`jwt`: `Authorization: Bearer <JWT>` on every /v1 request (401 `unauthenticated` "
+    "without). `header`: an authenticating proxy names the user."
 )
 SECURITY_SCHEMES: Final = {
     "session": {
@@ -119,8 +171,14 @@ SECURITY_SCHEMES: Final = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "The caller's identity when BFF_AUTH=jwt. Declared for that mode; no "
-        "operation requires it yet.",
+        "description": "The caller's identity when BFF_AUTH=jwt (owner = `sub`). With "
+        "BFF_AUTH=header an authenticating proxy's header stands for it instead.",
+    },
+    "service_token": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The host backend's service token (its SHA-256 digest is in "
+        "BFF_SERVICE_TOKENS). /internal/v1 only; never from a browser.",
     },
 }
 RETRY_AFTER: Final = {
@@ -251,8 +309,7 @@ def contract(app: FastAPI) -> dict[str, Any]:
                     field_error=_field_error(operation) if ValidationFailed in errors else None,
                 )
             )
-            if op_id in SESSION_OPERATIONS:
-                operation["security"] = [{"session": []}, {"session_https": []}]
+            operation["security"] = copy.deepcopy(SECURITY[op_id])
             for parameter in operation.get("parameters", []):
                 _describe_list(parameter, parameter["name"])
     if unlisted:

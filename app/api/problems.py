@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
@@ -152,7 +153,27 @@ def _http_error(request: Request, exc: Exception) -> Response:
         code, title = HttpError.code, HTTPStatus(exc.status_code).phrase
     else:
         code, title = error.code, error.title
-    return problem_response(exc.status_code, code, title, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == MethodNotAllowed.status:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(exc.status_code, code, title, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path takes: Starlette names only those of the first route that matched
+    it, and a path such as /v1/links/{id} has a route per method (GET, DELETE)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in routes
+        )
+    )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def add_exception_handlers(app: FastAPI) -> None:

@@ -191,6 +191,7 @@ class FlowOut(BaseModel):
     institution: str | None = None
     mfa: MfaOut | None = Field(None, description="Only while `status` is `mfa_required`.")
     error: FlowError | None = None
+    link_id: str | None = Field(None, description="The link a `connected` flow made.")
     created_at: datetime
     expires_at: datetime
 
@@ -203,6 +204,7 @@ class FlowOut(BaseModel):
             institution=flow.institution,
             mfa=_mfa(flow),
             error=flow.error,
+            link_id=flow.link_id if flow.status == "connected" else None,
             created_at=flow.created_at,
             expires_at=flow.expires_at,
         )

@@ -25,10 +25,11 @@ from app.api.problems import problem_response
 from app.errors import UnsupportedMediaType
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ALLOW_METHODS = "GET, POST"
-ALLOW_HEADERS = "content-type, x-request-id"
+ALLOW_METHODS = "GET, POST, DELETE"
+ALLOW_HEADERS = "authorization, content-type, x-request-id"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-NO_STORE_PREFIXES = ("/v1/", "/livez", "/readyz", "/metrics")
+NO_STORE_PREFIXES = ("/v1/", "/internal/", "/livez", "/readyz", "/metrics")
+NO_CORS_PREFIX = "/internal/"
 
 
 def demo_csp(connect_origin: str) -> str:
@@ -63,7 +64,12 @@ class BrowserSecurityMiddleware:
         method: str = scope["method"]
         path: str = scope["path"]
         origin = headers.get("origin")
-        origin_allowed = origin is not None and origin in self.allowed_origins
+        # The host backend's routes are never for a browser: no origin is allowed there.
+        origin_allowed = (
+            origin is not None
+            and origin in self.allowed_origins
+            and not path.startswith(NO_CORS_PREFIX)
+        )
         send = self._decorating(send, path, origin if origin_allowed else None)
 
         if method == "OPTIONS" and "access-control-request-method" in headers:

@@ -70,19 +70,6 @@ class CallerSession:
             _set_cookie(self._response, self._new, self._secure)
 
 
-async def ensure_session(
-    response: Response, sessions: SessionsDep, settings: SettingsDep, existing: BrowserSessionDep
-) -> CallerSession:
-    secure = settings.secure_cookies
-    if existing:
-        return CallerSession(existing.owner, None, sessions, response, secure)
-    new = sessions.new()
-    return CallerSession(new.owner, new, sessions, response, secure)
-
-
-NewSessionDep = Annotated[CallerSession, Depends(ensure_session)]
-
-
 @dataclass(slots=True)
 class SessionRotation:
     response: Response

@@ -1,11 +1,14 @@
 """The Flinks API client: authorize tokens, /Authorize (live and cached) and its MFA
-continuation, following a 202 on AuthorizeAsync, and the start of Flinks' custom OAuth flow.
+continuation, following a 202 on AuthorizeAsync, the start of Flinks' custom OAuth flow, the
+account data endpoints (GetAccountsDetail, GetAccountsSummary and their Async endpoints) and
+DeleteCard.
 
 It runs over the app's shared `httpx.AsyncClient` and never creates, configures or closes one.
 Every call has explicit timeouts, never follows a redirect, and reads at most
 `MAX_BODY_BYTES`; every operation (with its retries and token mints) has a total deadline.
 The secret key is sent only to /GenerateAuthorizeToken; the API key (`x-api-key`) only to the
-data and async endpoints, never to a mint.
+data, async and DeleteCard endpoints, never to a mint or /Authorize. JSON numbers are read as
+`Decimal`, so amounts keep every digit Flinks sent.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Final, TypeVar, get_args
+from typing import Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,19 +46,29 @@ from app.flinks.errors import (
     FlinksUnavailable,
 )
 from app.flinks.models import (
+    AccountsDetailRequest,
+    AccountsResponse,
+    AccountsSummaryRequest,
     AuthorizeMfaRequired,
     AuthorizeRequest,
     AuthorizeSuccess,
+    BalancePayload,
     FlinksLanguage,
     FlinksStatusResponse,
     TokenResponse,
 )
 from app.flinks.outcomes import (
+    AccountsOutcome,
+    AccountsPending,
+    AccountsReady,
     AuthorizeOutcome,
     AuthorizeToken,
     Connected,
     Failed,
+    FlinksAccount,
+    FlinksBalance,
     FlinksChallenge,
+    FlinksTransaction,
     MfaRequired,
     Pending,
 )
@@ -79,8 +93,10 @@ _UNREADABLE: Final = (httpx.DecodingError, httpx.InvalidURL, _BodyTooLarge)
 # What the client maps to a FlinksError; TimeoutError is the deadline's own.
 _UPSTREAM_FAILURES: Final = (*_UNREADABLE, httpx.RequestError, TimeoutError)
 _CUSTOMER_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
-# A RequestId goes into a path (AuthorizeAsync/{requestId}): Flinks' are GUIDs.
+# A RequestId goes into a path (AuthorizeAsync/{requestId}), and so does a LoginId
+# (DeleteCard/{loginId}): Flinks' are GUIDs.
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
+_LOGIN_ID: Final = _REQUEST_ID
 # A 401 that refuses the token itself ("You must provide a valid authorize token"): no code, or
 # ACCESS_DENIED ("no valid authentication credentials").
 _TOKEN_REFUSED_CODES: Final = (None, "ACCESS_DENIED")
@@ -96,6 +112,11 @@ class Endpoint(StrEnum):
     AUTHORIZE = "Authorize"
     AUTHORIZE_ASYNC = "AuthorizeAsync"
     OAUTH_AUTHORIZE = "OAuthAuthorize"
+    ACCOUNTS_DETAIL = "GetAccountsDetail"
+    ACCOUNTS_DETAIL_ASYNC = "GetAccountsDetailAsync"
+    ACCOUNTS_SUMMARY = "GetAccountsSummary"
+    ACCOUNTS_SUMMARY_ASYNC = "GetAccountsSummaryAsync"
+    DELETE_CARD = "DeleteCard"
 
 
 class FlinksClient:
@@ -114,9 +135,11 @@ class FlinksClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`mint_retry` governs /GenerateAuthorizeToken (safe to repeat). `send_retry` governs
-        /Authorize and the OAuth call, which are repeated only when nothing was sent, and
-        AuthorizeAsync (a read, repeated on any transient failure). `api_key` is sent as
-        `x-api-key` to the async endpoint. `clock` (monotonic seconds) measures the operations'
+        /Authorize, the OAuth call and DeleteCard, which are repeated only when nothing was
+        sent, and the reads (AuthorizeAsync, the data endpoints and their Async endpoints),
+        repeated on any transient failure. `api_key` is sent as `x-api-key` to the reads and
+        DeleteCard; without one (None or empty) no such header is sent, for instances where
+        Flinks has not enabled it. `clock` (monotonic seconds) measures the operations'
         deadlines."""
         if not _CUSTOMER_ID.fullmatch(customer_id):
             raise ValueError("customer_id must be letters, digits and dashes")
@@ -127,7 +150,7 @@ class FlinksClient:
         self._banking_url = f"{self._api_url}/v3/{customer_id}/BankingServices"
         self._oauth_url = f"{self._api_url}/v3/oauth/authorize"
         self._secret_key = secret_key
-        self._api_key = api_key
+        self._api_key = api_key if api_key is not None and api_key.get_secret_value() else None
         self._timeouts = timeouts
         self._mint_retry = mint_retry
         self._send_retry = send_retry
@@ -160,11 +183,8 @@ class FlinksClient:
         """`GET AuthorizeAsync/{requestId}` with `x-api-key`: where an /Authorize that answered
         202 stands now (202 again, 200, 203, or its failure). Flinks asks callers to poll this
         at most every 10 s, for at most 30 minutes; the caller paces it."""
-        if not _REQUEST_ID.fullmatch(request_id):
-            raise ValueError("request_id must be letters, digits and dashes")
-        headers = {"Accept": "application/json"}
-        if self._api_key is not None:
-            headers["x-api-key"] = self._api_key.get_secret_value()
+        _check_request_id(request_id)
+        headers = self._api_headers(json_body=False)
         deadline = self._deadline(self._timeouts.deadline)
 
         async def attempt(number: int) -> AuthorizeOutcome:
@@ -258,6 +278,160 @@ class FlinksClient:
 
         retryable = _not_sent_to(Endpoint.OAUTH_AUTHORIZE)
         return await self._retrying(self._send_retry, attempt, retryable, deadline)
+
+    async def accounts_detail(
+        self,
+        *,
+        request_id: str,
+        days: Literal[90, 365] = 90,
+        with_transactions: bool = True,
+    ) -> AccountsOutcome:
+        """`POST GetAccountsDetail` for the session `request_id` (a `Connected.request_id`):
+        every account with its identity (full account number), balances and, when asked, the
+        transactions of the last `days` days.
+
+        Flinks typically answers 202 first (`AccountsPending`): poll `accounts_detail_async`
+        with its `request_id`, at most every 10 s, for at most 30 minutes. The call has the
+        client's short deadline (`FlinksTimeouts.deadline`), as a request may be waiting on
+        it; an older Flinks page says a call can be held up to 210 s before its 202, which
+        would end in `FlinksTimeout`. A read: transient failures are retried.
+
+        Raises `FlinksRejected` (see its `status` and `flinks_code`) for, among others:
+        `SESSION_NONEXISTENT` (400: the RequestId is unknown or expired; open a new session
+        with a cached /Authorize), `UNAUTHORIZED` (401: the session is not authorized, e.g.
+        its MFA is unanswered), `ACCESS_DENIED` (401: our x-api-key was refused).
+        """
+        if days not in (90, 365):
+            raise ValueError("days must be 90 or 365")
+        _check_request_id(request_id)
+        body = AccountsDetailRequest(
+            RequestId=request_id,
+            WithAccountIdentity=True,
+            WithBalance=True,
+            WithTransactions=with_transactions,
+            DaysOfTransactions="Days365" if days == 365 else "Days90",
+        ).to_json()
+        return await self._read_accounts(
+            Endpoint.ACCOUNTS_DETAIL,
+            "POST",
+            f"{self._banking_url}/GetAccountsDetail",
+            request_id,
+            body=body,
+            read_timeout=self._timeouts.oauth_read,
+        )
+
+    async def accounts_detail_async(self, *, request_id: str) -> AccountsOutcome:
+        """`GET GetAccountsDetailAsync/{requestId}`, after `accounts_detail` answered
+        `AccountsPending`: 202 again (`AccountsPending`) or the data (`AccountsReady`, with the
+        options of that first call). The caller paces it: at most every 10 s, for at most 30
+        minutes. Errors as `accounts_detail`."""
+        _check_request_id(request_id)
+        return await self._read_accounts(
+            Endpoint.ACCOUNTS_DETAIL_ASYNC,
+            "GET",
+            f"{self._banking_url}/GetAccountsDetailAsync/{request_id}",
+            request_id,
+            read_timeout=self._timeouts.mint_read,
+        )
+
+    async def accounts_summary(self, *, request_id: str) -> AccountsOutcome:
+        """`POST GetAccountsSummary`: the accounts with balances, without transactions.
+        `AccountsPending` on a 202: poll `accounts_summary_async`. Deadline and errors as
+        `accounts_detail`."""
+        _check_request_id(request_id)
+        return await self._read_accounts(
+            Endpoint.ACCOUNTS_SUMMARY,
+            "POST",
+            f"{self._banking_url}/GetAccountsSummary",
+            request_id,
+            body=AccountsSummaryRequest(RequestId=request_id).to_json(),
+            read_timeout=self._timeouts.oauth_read,
+        )
+
+    async def accounts_summary_async(self, *, request_id: str) -> AccountsOutcome:
+        """`GET GetAccountsSummaryAsync/{requestId}`: as `accounts_detail_async`, for a summary
+        that answered `AccountsPending`."""
+        _check_request_id(request_id)
+        return await self._read_accounts(
+            Endpoint.ACCOUNTS_SUMMARY_ASYNC,
+            "GET",
+            f"{self._banking_url}/GetAccountsSummaryAsync/{request_id}",
+            request_id,
+            read_timeout=self._timeouts.mint_read,
+        )
+
+    async def delete_card(self, *, login_id: str) -> None:
+        """`DELETE DeleteCard/{loginId}`: Flinks deletes the login and all its data. Returns on
+        200.
+
+        Raises `FlinksRejected` with `flinks_code`:
+        - `CARD_IN_USE` (400): the login is still being processed (a GetAccountsDetail not yet
+          delivered, an /Authorize still running); try again later;
+        - `INVALID_LOGIN` (401; 400 on some instances): Flinks does not know the loginId, so
+          it is already deleted (a repeated DeleteCard answers this): treat as done;
+        - `ACCESS_DENIED` (401): our x-api-key was refused.
+
+        Repeated only when the request certainly was not sent (connect errors), like a live
+        /Authorize: after a lost answer the caller decides, and a second DeleteCard then
+        answers INVALID_LOGIN if the first one went through.
+        """
+        if not _LOGIN_ID.fullmatch(login_id):
+            raise ValueError("login_id must be letters, digits and dashes")
+        headers = self._api_headers(json_body=False)
+        deadline = self._deadline(self._timeouts.deadline)
+
+        async def attempt(number: int) -> None:
+            reply = await self._exchange(
+                Endpoint.DELETE_CARD,
+                "DELETE",
+                f"{self._banking_url}/DeleteCard/{login_id}",
+                headers=headers,
+                read_timeout=self._timeouts.mint_read,
+                attempt=number,
+                deadline=deadline,
+            )
+            if reply.status != 200:
+                raise reply.error()
+
+        retryable = _not_sent_to(Endpoint.DELETE_CARD)
+        await self._retrying(self._send_retry, attempt, retryable, deadline)
+
+    def _api_headers(self, *, json_body: bool) -> dict[str, str]:
+        """Headers of the calls that take the API key (and no authorize token)."""
+        headers = dict(_JSON_HEADERS) if json_body else {"Accept": "application/json"}
+        if self._api_key is not None:
+            headers["x-api-key"] = self._api_key.get_secret_value()
+        return headers
+
+    async def _read_accounts(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        url: str,
+        request_id: str,
+        *,
+        read_timeout: float,
+        body: dict[str, object] | None = None,
+    ) -> AccountsOutcome:
+        """One data read, repeated on transient failures within the short deadline: 200 is the
+        accounts, 202 pending."""
+        headers = self._api_headers(json_body=body is not None)
+        deadline = self._deadline(self._timeouts.deadline)
+
+        async def attempt(number: int) -> AccountsOutcome:
+            reply = await self._exchange(
+                endpoint,
+                method,
+                url,
+                headers=headers,
+                body=body,
+                read_timeout=read_timeout,
+                attempt=number,
+                deadline=deadline,
+            )
+            return _accounts_outcome(reply, request_id)
+
+        return await self._retrying(self._send_retry, attempt, _is_transient, deadline)
 
     def _deadline(self, seconds: float) -> Deadline:
         return Deadline.after(seconds, self._clock)
@@ -418,7 +592,7 @@ class _Reply:
         cls, endpoint: Endpoint, status: int, headers: httpx.Headers, content: bytes
     ) -> _Reply:
         try:
-            payload: object = json.loads(content)
+            payload: object = json.loads(content, parse_float=Decimal)
         except (ValueError, RecursionError) as exc:
             return cls(endpoint, status, headers, None, exc, None)
         code = clean_flinks_code(payload.get("FlinksCode")) if isinstance(payload, dict) else None
@@ -498,6 +672,75 @@ def _authorize_outcome(
         if outcome is not FLINKS_ERROR:
             return Failed(outcome, code, status)
     raise reply.error()
+
+
+def _accounts_outcome(reply: _Reply, request_id: str) -> AccountsOutcome:
+    """A data endpoint's answer. Both outcomes carry the RequestId that was sent: the Async
+    endpoint takes that same one (contract 6.3), whatever a body says."""
+    if reply.status == 200:
+        accounts = _accounts(reply.model(AccountsResponse))
+        return AccountsReady(request_id=request_id, accounts=accounts)
+    if reply.status == 202:
+        reply.model(FlinksStatusResponse)  # a 202 we cannot read is not taken as pending
+        return AccountsPending(request_id=request_id)
+    raise reply.error()
+
+
+def _accounts(response: AccountsResponse) -> tuple[FlinksAccount, ...]:
+    """The accounts, without what the BFF must not hold: no holder details (never parsed),
+    no account or transaction without an id, no transaction without a date (counted in one
+    log line, without their content)."""
+    accounts: list[FlinksAccount] = []
+    skipped_accounts = skipped_transactions = 0
+    for account in response.Accounts or ():
+        if not account.Id:
+            skipped_accounts += 1
+            continue
+        transactions: list[FlinksTransaction] = []
+        for txn in account.Transactions or ():
+            if not txn.Id or txn.Date is None:
+                skipped_transactions += 1
+                continue
+            transactions.append(
+                FlinksTransaction(
+                    transaction_id=txn.Id,
+                    date=txn.Date,
+                    description=txn.Description or "",
+                    debit=txn.Debit,
+                    credit=txn.Credit,
+                    balance=txn.Balance,
+                )
+            )
+        accounts.append(
+            FlinksAccount(
+                account_id=account.Id,
+                title=account.Title,
+                category=account.Category,
+                type=account.Type,
+                currency=account.Currency,
+                account_number=account.AccountNumber,
+                last_four=account.LastFourDigits,
+                balance=_balance(account.Balance),
+                transactions=tuple(transactions),
+            )
+        )
+    if skipped_accounts or skipped_transactions:
+        log.warning(
+            "flinks.data_skipped",
+            extra={"accounts": skipped_accounts, "transactions": skipped_transactions},
+        )
+    return tuple(accounts)
+
+
+def _balance(balance: BalancePayload | None) -> FlinksBalance:
+    if balance is None:
+        return FlinksBalance(current=None, available=None, limit=None)
+    return FlinksBalance(current=balance.Current, available=balance.Available, limit=balance.Limit)
+
+
+def _check_request_id(request_id: str) -> None:
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise ValueError("request_id must be letters, digits and dashes")
 
 
 def _carries_challenges(reply: _Reply) -> bool:

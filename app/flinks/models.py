@@ -7,9 +7,12 @@ message would otherwise carry a token or RequestId into a traceback).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 # The languages Flinks' API and Connect take (the client's own: it imports nothing of the app's;
 # the domain's `app.flows.records.Language` must fit in it).
@@ -36,6 +39,21 @@ class AuthorizeRequest(_Request):
     Tag: str | None = None
     RequestId: str | None = Field(default=None, min_length=1, repr=False)
     SecurityResponses: dict[str, list[str]] | None = Field(default=None, repr=False)
+
+
+class AccountsSummaryRequest(_Request):
+    RequestId: str = Field(min_length=1, repr=False)
+
+
+class AccountsDetailRequest(_Request):
+    """GetAccountsDetail's options (contract 6.2): account identity and balances always, the
+    transactions of the last 90 or 365 days when asked for."""
+
+    RequestId: str = Field(min_length=1, repr=False)
+    WithAccountIdentity: bool
+    WithBalance: bool
+    WithTransactions: bool
+    DaysOfTransactions: Literal["Days90", "Days365"]
 
 
 class Link(_Response):
@@ -100,5 +118,73 @@ class FlinksStatusResponse(_Response):
     Message: str | None = Field(default=None, repr=False)
     FlinksCode: str | None = None
     Links: list[Link] = []
+    RequestId: str | None = Field(default=None, repr=False)
+    Institution: str | None = None
+
+
+# --- GetAccountsDetail / GetAccountsSummary -------------------------------------------------
+# Types per Flinks' "Data types in GetAccountsDetail" (contract 6.2): strings and numbers, each
+# of them possibly null. The client decodes JSON numbers as Decimal, so amounts keep every
+# digit Flinks sent. An amount is bounded (32 significant digits, exponent included): a number
+# like 1e999999 would be valid JSON, and formatting it later would not end.
+Amount = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=32)]
+# Flinks' examples write "2025-01-31"; older integrations read "2025/01/31" and timestamps.
+_DATE: Final = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})(?:[T ][0-9:.]*(?:Z|[+-]\d{2}:?\d{2})?)?")
+
+
+class _DataResponse(_Response):
+    # A number where a string is expected (an account number sent as a JSON number) is read as
+    # its text rather than refused.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+
+class TransactionPayload(_DataResponse):
+    Id: str | None = Field(default=None, repr=False)
+    Date: date | None = None
+    Description: str | None = Field(default=None, repr=False)
+    Debit: Amount | None = None
+    Credit: Amount | None = None
+    Balance: Amount | None = None
+
+    @field_validator("Date", mode="before")
+    @classmethod
+    def _flinks_date(cls, value: object) -> object:
+        """The calendar date Flinks wrote, whatever time may follow it; anything else that is
+        not a date fails the response (a format we do not know is not guessed at)."""
+        if not isinstance(value, str):
+            return value
+        match = _DATE.fullmatch(value.strip())
+        if match is None:
+            raise ValueError("not a date")
+        year, month, day = (int(part) for part in match.groups())
+        return date(year, month, day)
+
+
+class BalancePayload(_DataResponse):
+    Available: Amount | None = None
+    Current: Amount | None = None
+    Limit: Amount | None = None
+
+
+class AccountPayload(_DataResponse):
+    """One account. Holder (name, address, email, phone), TransitNumber, InstitutionNumber and
+    the eligibility ratios are not read: what a model does not declare never leaves it."""
+
+    Id: str | None = None
+    Title: str | None = None
+    Category: str | None = None
+    Type: str | None = None
+    Currency: str | None = None
+    AccountNumber: str | None = Field(default=None, repr=False)
+    LastFourDigits: str | None = Field(default=None, repr=False)
+    Balance: BalancePayload | None = None
+    Transactions: list[TransactionPayload] | None = Field(default=None, repr=False)
+
+
+class AccountsResponse(_DataResponse):
+    """200 from GetAccountsDetail, GetAccountsSummary and their Async endpoints."""
+
+    HttpStatusCode: int | None = None
+    Accounts: list[AccountPayload] | None = None
     RequestId: str | None = Field(default=None, repr=False)
     Institution: str | None = None

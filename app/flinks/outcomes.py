@@ -1,9 +1,11 @@
-"""What the client's methods return. Identifiers, tokens and usernames stay out of every repr."""
+"""What the client's methods return. Identifiers, tokens, usernames, account numbers and
+transaction descriptions stay out of every repr."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TypeAlias
 
 from pydantic import SecretStr
@@ -78,3 +80,66 @@ class Failed:
 
 
 AuthorizeOutcome: TypeAlias = Connected | MfaRequired | Pending | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class FlinksTransaction:
+    """One transaction as Flinks reports it: amounts exactly as sent (JSON numbers are read as
+    `Decimal`, never through a float). A debit and a credit are both positive; either may be
+    None. `balance` is the account's running balance after it, when Flinks gives one."""
+
+    transaction_id: str
+    date: date
+    description: str = field(repr=False)
+    debit: Decimal | None
+    credit: Decimal | None
+    balance: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlinksBalance:
+    """`current`: posted; `available`: posted and authorized; `limit`: a credit limit. Any may
+    be None (Flinks sends null, or the call asked for no balance)."""
+
+    current: Decimal | None
+    available: Decimal | None
+    limit: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlinksAccount:
+    """One account of a login. Holder details (name, address, email, phone) are dropped by the
+    client and never reach this type.
+
+    `account_number` is the full number (GetAccountsDetail asks for the account identity): never
+    log or store it, keep a mask. `last_four` is Flinks' `LastFourDigits`, often null (the
+    last four characters of `account_number` then serve). `transactions` are newest first, as
+    Flinks orders them; empty for a summary or a detail without transactions."""
+
+    account_id: str
+    title: str | None
+    category: str | None
+    type: str | None
+    currency: str | None
+    account_number: str | None = field(repr=False)
+    last_four: str | None = field(repr=False)
+    balance: FlinksBalance
+    transactions: tuple[FlinksTransaction, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsReady:
+    """200 from GetAccountsDetail, GetAccountsSummary or their Async endpoints."""
+
+    request_id: str = field(repr=False)
+    accounts: tuple[FlinksAccount, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsPending:
+    """202 OPERATION_PENDING: poll the Async endpoint with request_id, at most every 10 s."""
+
+    request_id: str = field(repr=False)
+
+
+AccountsOutcome: TypeAlias = AccountsReady | AccountsPending

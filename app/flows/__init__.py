@@ -4,6 +4,16 @@ sessions that own them (sessions.py). No HTTP framework, no raw httpx, no raw Re
 The API layer imports from here, never from the store.
 """
 
+from app.flows.links import (
+    Account,
+    AccountData,
+    DataPending,
+    HostLink,
+    LinkPolicy,
+    Links,
+    Transaction,
+    TransactionsPage,
+)
 from app.flows.records import (
     INSTITUTION_ID,
     INSTITUTION_ID_PATTERN,
@@ -14,6 +24,7 @@ from app.flows.records import (
     FlowStatus,
     InstitutionId,
     Language,
+    LinkRecord,
 )
 from app.flows.runner import Timing
 from app.flows.service import (
@@ -31,6 +42,15 @@ from app.flows.tasks import TaskRegistry
 __all__ = [
     "INSTITUTION_ID",
     "INSTITUTION_ID_PATTERN",
+    "Account",
+    "AccountData",
+    "DataPending",
+    "HostLink",
+    "LinkPolicy",
+    "LinkRecord",
+    "Links",
+    "Transaction",
+    "TransactionsPage",
     "BrowserSession",
     "BrowserSessions",
     "CallbackResult",

@@ -88,6 +88,10 @@ class FlowRecord(BaseModel):
     checked_at: datetime | None = None
     pending_since: datetime | None = None
     reported: bool = False
+    # Who started the flow (a session owner, a JWT `sub` or a proxy's user): kept so that the
+    # link a connected flow makes is filed under it. `session_hash` is what access checks use.
+    owner: str | None = None
+    link_id: str | None = None
 
     @classmethod
     def new(
@@ -107,6 +111,7 @@ class FlowRecord(BaseModel):
             flow_id=new_flow_id(),
             kind=kind,
             session_hash=session_hash(session),
+            owner=session,
             language=language,
             institution=institution,
             return_url=return_url,
@@ -123,3 +128,31 @@ class FlowRecord(BaseModel):
     def next(self, **changes: object) -> FlowRecord:
         """The record after one transition: the changes and a bumped version."""
         return self.model_copy(update={**changes, "version": self.version + 1})
+
+
+LinkStatus = Literal["linking", "active", "deleting", "deleted"]
+
+
+class LinkRecord(BaseModel):
+    """A bank login linked by one owner, as stored (`Store.link`). Its id is derived from the
+    loginId with a keyed hash (`Store.link_id_for`), so one loginId has one record: the record
+    is also the loginId's ownership claim. `linking`: a flow of `owner` presented the loginId
+    and is authorizing it (a reservation that expires with the flow); `active`: connected;
+    `deleting`: DeleteCard is being called; `deleted`: a tombstone that makes DELETE idempotent.
+    The loginId itself is sealed (`sealed_login_id`), never plain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    link_id: str
+    owner: str
+    status: LinkStatus
+    institution: str | None = None
+    created_at: datetime
+    refreshed_at: datetime | None = None
+    sealed_login_id: str | None = Field(None, repr=False)
+    flow_id: str | None = None
+
+    def owned_by(self, owner: str | None) -> bool:
+        return owner is not None and secrets.compare_digest(
+            self.owner.encode("utf-8", "surrogatepass"), owner.encode("utf-8", "surrogatepass")
+        )

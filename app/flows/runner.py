@@ -30,6 +30,7 @@ from app.clock import Clock
 from app.errors import (
     AppError,
     Conflict,
+    LoginOwnedElsewhere,
     ShuttingDown,
     StoreUnavailable,
     UpstreamRejected,
@@ -56,6 +57,7 @@ from app.flows.records import Challenge, FlowError, FlowRecord
 from app.flows.tasks import TaskRegistry
 
 if TYPE_CHECKING:
+    from app.flows.links import Links
     from app.store import Lease, Store  # types only, as in service.py
 
 log = logging.getLogger("app.flows")
@@ -104,6 +106,16 @@ def _outcome_unknown(exc: FlinksError) -> bool:
     )
 
 
+def _unconfirmed(exc: StoreUnavailable) -> StoreUnavailable:
+    """Flinks answered but Redis could not take the outcome. The write may still land (a slow
+    Redis applies it later): the caller is not told "failed", but to read the flow again, which
+    then shows what really happened (a replica that takes the flow over asks Flinks again)."""
+    return StoreUnavailable(
+        "The outcome could not be confirmed. Read the flow's status again; do not start over.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def app_error(exc: FlinksError) -> AppError:
     if isinstance(exc, FlinksTimeout):
         return UpstreamTimeout()
@@ -130,8 +142,10 @@ class FlowRunner:
         timing: Timing,
         clock: Clock,
         tasks: TaskRegistry,
+        links: Links,
     ) -> None:
         self.store = store
+        self.links = links
         self._flinks = flinks
         self.timing = timing
         self._clock = clock
@@ -353,12 +367,22 @@ class FlowRunner:
                 return await self.record_failure(
                     flow, "institution_mismatch", "The bank that answered is not the one chosen."
                 )
+            institution = outcome.institution or flow.institution
+            try:
+                link_id = await self._make_link(flow, institution, outcome.request_id)
+            except StoreUnavailable as exc:
+                raise _unconfirmed(exc) from exc
+            if link_id is None:
+                return await self.record_failure(
+                    flow, LoginOwnedElsewhere.code, LoginOwnedElsewhere.default_detail or ""
+                )
             updated = flow.next(
                 status="connected",
-                institution=outcome.institution or flow.institution,
+                institution=institution,
                 challenges=(),
                 sealed_upstream=None,
                 pending_since=None,
+                link_id=link_id or None,
             )
         elif isinstance(outcome, MfaRequired):
             updated = flow.next(
@@ -382,6 +406,24 @@ class FlowRunner:
         await self._save(flow, updated)
         log.info("flow.updated", extra={"flow_id": flow_id, "status": updated.status})
         return updated
+
+    async def _make_link(
+        self, flow: FlowRecord, institution: str | None, request_id: str
+    ) -> str | None:
+        """Files the connected loginId as a link of the flow's owner: its id, "" when the flow
+        has no owner or loginId to file (a record from before links), None when the loginId
+        turned out to be another owner's. The RequestId is kept for the first data read."""
+        login_id = await self.store.get_login_id(flow.flow_id)
+        if flow.owner is None or login_id is None:
+            return ""
+        link = await self.links.file(
+            owner=flow.owner,
+            login_id=login_id,
+            institution=institution,
+            flow_id=flow.flow_id,
+            request_id=request_id,
+        )
+        return None if link is None else link.link_id
 
     async def _still_pending(self, flow: FlowRecord, request_id: str | None = None) -> FlowRecord:
         """Flinks is (or may be) still working: pending, with the RequestId to follow if any."""
@@ -425,12 +467,6 @@ class FlowRunner:
         try:
             saved = await self.store.replace_flow(expected.version, updated)
         except StoreUnavailable as exc:
-            # The write may still land (a slow Redis applies it later): the caller is not told
-            # "failed", but to read the flow again, which then shows what really happened.
-            raise StoreUnavailable(
-                "The outcome could not be confirmed. Read the flow's status again; do not start "
-                "over.",
-                headers={"Retry-After": "2"},
-            ) from exc
+            raise _unconfirmed(exc) from exc
         if not saved:
             raise Conflict("The flow changed while it was being updated.")

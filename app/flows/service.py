@@ -26,6 +26,7 @@ from app.errors import (
     Conflict,
     FlowExpired,
     FlowNotFound,
+    LoginOwnedElsewhere,
     ReturnUrlNotAllowed,
     StateInvalid,
     UpstreamUnavailable,
@@ -39,6 +40,7 @@ from app.flinks import (
     build_connect_url,
     outcome_for_oauth_error,
 )
+from app.flows.links import LinkPolicy, Links
 from app.flows.mfa import security_responses
 from app.flows.records import (
     FlowKind,
@@ -80,6 +82,7 @@ class FlowConfig:
     connect_landing_url: str | None = None
     connect_authorize: ConnectAuthorize = "cached"
     timing: Timing = field(default_factory=Timing)
+    links: LinkPolicy = field(default_factory=LinkPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,10 @@ class Flows:
         self._flinks = flinks
         self.config = config
         self.tasks = tasks if tasks is not None else TaskRegistry()
-        self.runner = FlowRunner(store, lambda: self.flinks, config.timing, self._clock, self.tasks)
+        self.links = Links(store, lambda: self.flinks, config.links, self._clock)
+        self.runner = FlowRunner(
+            store, lambda: self.flinks, config.timing, self._clock, self.tasks, self.links
+        )
 
     @property
     def flinks(self) -> FlinksClient:
@@ -212,6 +218,7 @@ class Flows:
             raise ValidationFailed("login_id must be the UUID Flinks Connect sent.")
         flow = await self._owned_flow(session, flow_id, kind="connect")
         if flow.status == "started":
+            await self._claim_login(flow, login_id)
             flinks = self.flinks
             call: Callable[[], Awaitable[AuthorizeOutcome]] = (
                 partial(flinks.authorize_cached, login_id=login_id)
@@ -304,6 +311,7 @@ class Flows:
             message = outcome.message if outcome else "The bank's answer could not be used."
             failed = await self.runner.record_failure(flow, code, message)
             return self._callback_result(StatusRead(failed, connected_now=False))
+        await self._claim_login(flow, login_id)
         flinks = self.flinks
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
         lease = self.runner.new_lease(flow_id)
@@ -328,6 +336,20 @@ class Flows:
             error_code=flow.error.code if flow.error else None,
             connected_now=read.connected_now,
         )
+
+    async def _claim_login(self, flow: FlowRecord, login_id: str) -> None:
+        """The loginId becomes the flow owner's, unless another owner has it: then the flow
+        fails (`login_owned_elsewhere`, no /Authorize) and so does this request (409)."""
+        owner = flow.owner
+        if owner is None:  # a flow recorded before owners were
+            return
+        try:
+            await self.links.reserve(owner=owner, login_id=login_id, flow_id=flow.flow_id)
+        except LoginOwnedElsewhere:
+            await self.runner.record_failure(
+                flow, LoginOwnedElsewhere.code, LoginOwnedElsewhere.default_detail or ""
+            )
+            raise
 
     # -- status and MFA ----------------------------------------------------------------------
 

@@ -41,9 +41,11 @@ class BrowserSessions:
         owner = await self._store.session_owner(session_id)
         return None if owner is None else BrowserSession(session_id, owner)
 
-    def new(self) -> BrowserSession:
-        """A fresh session, not yet kept: nothing resolves it until `keep`."""
-        return BrowserSession(new_session_id(), secrets.token_urlsafe(16))
+    def new(self, owner: str | None = None) -> BrowserSession:
+        """A fresh session, not yet kept: nothing resolves it until `keep`. Without `owner`
+        (session mode) it stands for a new anonymous owner; with one (an identified caller),
+        for that owner, so that the steps a browser reaches by navigation can find it."""
+        return BrowserSession(new_session_id(), owner or secrets.token_urlsafe(16))
 
     async def keep(self, session: BrowserSession) -> None:
         await self._store.create_session(session.session_id, session.owner, self._ttl)

@@ -13,6 +13,7 @@ from app.sandbox.banking import BankingApi
 from app.sandbox.config import SandboxSettings
 from app.sandbox.connect import Connect
 from app.sandbox.control import Control
+from app.sandbox.dev_identity import DevIdentity
 from app.sandbox.middleware import SandboxMiddleware
 from app.sandbox.oauth import OAuth
 from app.sandbox.state import SandboxState
@@ -30,6 +31,7 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> Starlette:
     routes += Connect(state, authorizer).routes()
     if settings.control_api:
         routes += Control(state, authorizer, oauth).routes()
+        routes += DevIdentity(settings).routes()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse(

@@ -332,8 +332,14 @@ class BankingApi:
         card = self.state.find_card(arg, customer_id)
         if card is None:
             return self._reply(call, 401, p.error_body(401, "INVALID_LOGIN", p.MSG_BAD_LOGIN_ID))
+        # Processing ends with its RequestId at the latest: an expired session (not yet swept
+        # from the map) holds nothing up.
+        now = self.state.clock.now()
         busy = self.authorizer.running_job(card) is not None or any(
-            s.card is card and s.detail is not None and not s.detail.delivered
+            s.card is card
+            and s.expires_at > now
+            and s.detail is not None
+            and not s.detail.delivered
             for s in self.state.sessions.values()
         )
         if busy:

@@ -101,9 +101,57 @@ def _every(step: int, first: int) -> range:
     return range(first, HISTORY_DAYS, step)
 
 
+# The Visa is paid in full from chequing every 30 days, on the same day in both accounts.
+_CARD_PAYMENT_DAYS = range(10, HISTORY_DAYS, 30)
+
+
+def _amount(rng: random.Random, low: float, high: float) -> float:
+    return round(rng.uniform(low, high), 2)
+
+
+@cache
+def _card_purchases() -> tuple[Txn, ...]:
+    """The Visa's purchases: most days one, some days two (memoised: same data every call)."""
+    rng = random.Random("flinks-sandbox:visa")  # noqa: S311 - fixture data, not crypto
+    shops = (
+        ("SAQ #23044", 14.0, 65.0),
+        ("UBER* TRIP", 9.0, 34.0),
+        ("STM - OPUS", 3.75, 3.75),
+        ("RONA #61016", 12.0, 95.0),
+        ("COSTCO WHOLESALE #503", 45.0, 140.0),
+        ("A&W #4411", 8.0, 19.0),
+        ("AMAZON.CA", 15.0, 80.0),
+        ("CINEPLEX ODEON", 14.0, 36.0),
+        ("SHELL C02345", 35.0, 70.0),
+    )
+    purchases: list[Txn] = []
+    for day in range(HISTORY_DAYS):
+        for _ in range(rng.choice((0, 1, 1, 1, 2))):
+            name, low, high = rng.choice(shops)
+            purchases.append(Txn(day, name, _amount(rng, low, high), None))
+    return tuple(purchases)
+
+
+@cache
+def _card_payments() -> dict[int, float]:
+    """Each payment day's amount: the purchases of the 30 days before it (the statement)."""
+    return {
+        day: round(
+            sum(t.debit or 0.0 for t in _card_purchases() if day < t.days_ago <= day + 30), 2
+        )
+        for day in _CARD_PAYMENT_DAYS
+    }
+
+
 @cache
 def history(key: str) -> tuple[Txn, ...]:
-    """The account's last 365 days, newest first (pure and memoised: same data every call)."""
+    """The account's last 365 days, newest first (pure and memoised: same data every call).
+
+    A household's few hundred transactions a quarter: pay, rent, bills, groceries and small
+    spending on chequing, daily card purchases paid in full monthly. Income and spending
+    roughly balance, so no deposit account goes below zero and the card never owes less than
+    nothing over the year (tests/sandbox/test_data.py checks it).
+    """
     rng = random.Random(f"flinks-sandbox:{key}")  # noqa: S311 - fixture data, not crypto
     txns: list[Txn] = []
 
@@ -116,34 +164,50 @@ def history(key: str) -> tuple[Txn, ...]:
         for d in _every(14, 3):
             add(d, "PAYROLL DEPOSIT - NORTHWIND TRADERS", credit=2450.00)
         for d in _every(30, 1):
-            add(d, "E-TRANSFER SENT - RENT", debit=1650.00)
+            add(d, "E-TRANSFER SENT - RENT", debit=1795.00)
             add(d + 2, "BELL CANADA", debit=95.40)
+            add(d + 4, "SPOTIFY P0A1B2C3", debit=11.49)
             add(d + 5, "NETFLIX.COM", debit=16.99)
+            add(d + 6, "DESJARDINS ASSURANCES", debit=142.50)
             add(d + 7, "TRANSFER TO SAVINGS", debit=300.00)
-            add(d + 9, "PAYMENT - VISA INFINITE", debit=round(rng.uniform(450, 900), 2))
+            add(d + 8, "TOYOTA CREDIT CANADA", debit=412.37)
+        for d in _every(90, 15):
+            add(d, "TRANSFER TO TFSA", debit=500.00)
+        for d, paid in _card_payments().items():
+            add(d, "PAYMENT - VISA INFINITE", debit=paid)
         for d in _every(60, 12):
-            add(d, "HYDRO-QUEBEC", debit=round(rng.uniform(80, 145), 2))
+            add(d, "HYDRO-QUEBEC", debit=_amount(rng, 80, 145))
         grocers = ("METRO #123 MONTREAL", "IGA #8123", "PROVIGO LE MARCHE")
         for d in _every(7, 2):
-            add(d, rng.choice(grocers), debit=round(rng.uniform(38, 185), 2))
-        for d in _every(4, 1):
-            add(d, "TIM HORTONS #2531", debit=round(rng.uniform(2.5, 9.5), 2))
+            add(d, rng.choice(grocers), debit=_amount(rng, 60, 190))
+        for d in _every(2, 1):
+            add(d, "TIM HORTONS #2531", debit=_amount(rng, 2.5, 9.5))
+        for d in _every(6, 4):
+            add(d, "DOLLARAMA #1150", debit=_amount(rng, 4, 30))
+        for d in _every(10, 5):
+            add(d, "PHARMAPRIX #0212", debit=_amount(rng, 9, 55))
+        for d in _every(9, 6):
+            add(d, "ATM WITHDRAWAL - BANK BRANCH", debit=float(rng.choice((40, 60, 80, 100))))
+        for d in _every(7, 5):
+            add(d, "RESTAURANT LE PETIT ALEP", debit=_amount(rng, 18, 60))
+        for d in _every(15, 9):
+            add(d, "E-TRANSFER SENT - J. GAGNON", debit=float(rng.choice((20, 25, 40, 50))))
+        for d in _every(23, 11):
+            add(d, "E-TRANSFER RECEIVED - M. ROY", credit=float(rng.choice((30, 45, 60, 120))))
     elif key == "savings":
         for d in _every(30, 8):
             add(d, "TRANSFER FROM CHEQUING", credit=300.00)
         for d in _every(30, 0):
-            add(d, "INTEREST", credit=round(rng.uniform(18, 26), 2))
+            add(d, "INTEREST", credit=_amount(rng, 18, 26))
     elif key == "usd":
-        for d in _every(45, 6):
-            add(d, "AMAZON.COM*US", debit=round(rng.uniform(20, 120), 2))
+        for d in _every(10, 6):
+            add(d, "AMAZON.COM*US", debit=_amount(rng, 12, 60))
         for d in _every(90, 20):
             add(d, "TRANSFER FROM CHEQUING CAD", credit=250.00)
     elif key == "visa":
-        shops = ("SAQ #23044", "UBER* TRIP", "STM - OPUS", "RONA #61016", "COSTCO WHOLESALE #503")
-        for d in _every(3, 0):
-            add(d, rng.choice(shops), debit=round(rng.uniform(6, 160), 2))
-        for d in _every(30, 10):
-            add(d, "PAYMENT - THANK YOU", credit=round(rng.uniform(450, 900), 2))
+        txns.extend(_card_purchases())
+        for d, paid in _card_payments().items():
+            add(d, "PAYMENT - THANK YOU", credit=paid)
     elif key == "tfsa":
         for d in _every(90, 15):
             add(d, "CONTRIBUTION", credit=500.00)

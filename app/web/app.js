@@ -6,13 +6,25 @@
 //                   page, app/web/landing.js, which completes the flow and comes back here
 //                   with ?flow_id=&status=, as OAuth does.)
 //   OAuth           navigate to /v1/oauth/start -> the bank -> the BFF's callback -> back here
-//                   with ?flow_id=&status= -> GET /v1/flows/{flow_id}.
+//                   with ?flow_id=&status= -> GET /v1/flows/{flow_id}. (jwt mode: POST
+//                   /v1/oauth/sessions first, which carries the token, then to the bank.)
 //   Either way      the flow may ask MFA: POST /v1/flows/{flow_id}/mfa.
+//   Once linked     the flow names its link_id. The "Linked accounts" list (GET /v1/links)
+//                   and the accounts and last transactions of one link (GET /v1/links/{id}/
+//                   accounts and /transactions; 202 + Retry-After while Flinks prepares them)
+//                   come from the BFF on every load: a reload shows the same. Unlink: DELETE.
+//
+// Who the caller is comes from /web/config.json (BFF_AUTH). In `session` mode the HttpOnly
+// cookie is all. In `jwt` mode every /v1 call carries `Authorization: Bearer`; in development
+// the sandbox's test issuer gives a token for any user name ("Sign in as"), kept in
+// sessionStorage (this tab only) and dropped on sign-out or when the BFF refuses it.
 //
 // Nothing secret lives in this page. The Flinks keys stay on the server; the session cookie is
-// HttpOnly; the only token that reaches the browser is the single-use authorize token inside the
-// iframe URL, because Flinks Connect needs it there. The loginId passes through here exactly
-// once, from Connect's REDIRECT message to our own BFF, and is never logged, stored or shown.
+// HttpOnly; the only tokens that reach the browser are the single-use authorize token inside the
+// iframe URL, because Flinks Connect needs it there, and in jwt mode the user's bearer token.
+// The loginId passes through here exactly once, from Connect's REDIRECT message to our own BFF,
+// and is never logged, stored or shown.
+// Of an account the page shows its masked number ("•••• 1234") only; the BFF sends no more.
 //
 // No build step, no dependencies, no inline scripts or styles: it runs under a strict
 // Content-Security-Policy (script-src 'self').
@@ -32,6 +44,18 @@
   var MAX_STEPS = 40;
   // Re-reading a pending flow: the BFF re-checks with Flinks at most every few seconds anyway.
   var POLL_DELAYS_MS = [2000, 3000, 5000, 8000, 13000, 20000, 30000];
+  var LINK_ID = /^[A-Za-z0-9_-]{22}$/;
+  var MASK = /^[0-9]{1,4}$/;
+  var CURRENCY = /^[A-Z]{3}$/;
+  var JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+  // A user name for the development sign-in: what a person would type, nothing that reads as
+  // two values.
+  var USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+  var IDENTITY_KEY = "flinks-bff-demo.identity";
+  var RECENT_TRANSACTIONS = 10;
+  // While Flinks prepares a link's data the BFF says when to ask again (Retry-After, seconds).
+  var DATA_RETRY_DEFAULT_S = 10;
+  var DATA_RETRY_MAX_S = 120;
 
   // -- Words ---------------------------------------------------------------------------------
   // Codes are for programs; people get sentences. Every code shown is paired with words.
@@ -163,6 +187,10 @@
     flinks_unavailable: "Flinks cannot be reached right now. Please try again in a moment.",
     flinks_timeout: "Flinks did not answer in time. Please try again.",
     store_unavailable: "The service is temporarily unavailable. Please try again in a moment.",
+    unauthenticated: "Please sign in again.",
+    identity_unavailable: "Your sign-in cannot be checked right now. Please try again in a moment.",
+    login_owned_elsewhere: "This bank account is already linked by another user.",
+    link_not_found: "This linked account no longer exists.",
     internal_error: "Something went wrong on our side. Please try again."
   };
 
@@ -196,8 +224,33 @@
     stepsBox: $("steps-box"),
     steps: $("steps"),
     connectPanel: $("connect-panel"),
-    connectSlot: $("connect-slot")
+    connectSlot: $("connect-slot"),
+    identity: $("identity"),
+    signInForm: $("sign-in-form"),
+    signInName: $("sign-in-name"),
+    signInButton: $("sign-in"),
+    signedIn: $("signed-in"),
+    signedInName: $("signed-in-name"),
+    signOut: $("sign-out"),
+    identityError: $("identity-error"),
+    links: $("links"),
+    linksEmpty: $("links-empty"),
+    linksList: $("links-list"),
+    linksError: $("links-error"),
+    data: $("data"),
+    dataTitle: $("data-title"),
+    dataStatus: $("data-status"),
+    dataRetry: $("data-retry"),
+    accountsBox: $("accounts-box"),
+    accounts: document.querySelector("#accounts tbody"),
+    transactionsBox: $("transactions-box"),
+    transactionsTitle: $("transactions-title"),
+    transactionsEmpty: $("transactions-empty"),
+    transactions: document.querySelector("#transactions tbody")
   };
+
+  // What the BFF says about itself (/web/config.json); session mode until it answers.
+  var config = { auth: "session", devIssuer: null, ready: false };
 
   // The flow this page is working on: { id, kind, expiresAt } or null.
   var flow = null;
@@ -215,10 +268,17 @@
     this.httpStatus = httpStatus;
   }
 
-  // Every call goes to our own origin, with the session cookie (credentials: same-origin) and,
-  // for a body, Content-Type: application/json (the BFF refuses anything else on POST).
-  // `keepalive`: the request goes on, and its answer's cookie is kept, if the page is left.
+  // Every call goes to our own origin, with the session cookie (credentials: same-origin), in
+  // jwt mode the bearer token, and, for a body, Content-Type: application/json (the BFF
+  // refuses anything else on POST). `keepalive`: the request goes on, and its answer's cookie
+  // is kept, if the page is left. Answers the body; `send` also the status and Retry-After.
   function api(method, path, body, keepalive) {
+    return send(method, path, body, keepalive).then(function (result) {
+      return result.data;
+    });
+  }
+
+  function send(method, path, body, keepalive) {
     var init = {
       method: method,
       credentials: "same-origin",
@@ -226,6 +286,8 @@
       keepalive: keepalive === true,
       headers: { Accept: "application/json" }
     };
+    var identity = config.auth === "jwt" ? storedIdentity() : null;
+    if (identity) init.headers.Authorization = "Bearer " + identity.token;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -242,16 +304,29 @@
       }
     ).then(function (result) {
       var data = result.data;
+      var httpStatus = result.response.status;
       if (!result.response.ok) {
         // application/problem+json: {type, title, status, code, detail?, request_id}
         var problem = data && typeof data.code === "string" ? data : { code: "unexpected_response" };
-        throw new ApiError(problem, result.response.status);
+        if (httpStatus === 401 && identity && sameIdentity(identity, storedIdentity())) {
+          // The BFF no longer believes this token (expired, or the issuer's key changed).
+          forgetIdentity("Your sign-in has ended. Please sign in again.");
+        }
+        throw new ApiError(problem, httpStatus);
       }
+      if (httpStatus === 204) data = {};
       if (!data || typeof data !== "object") {
-        throw new ApiError({ code: "unexpected_response" }, result.response.status);
+        throw new ApiError({ code: "unexpected_response" }, httpStatus);
       }
-      return data;
+      return { status: httpStatus, data: data, retryAfter: retryAfter(result.response) };
     });
+  }
+
+  // Retry-After in seconds (the BFF sends a number), within reason.
+  function retryAfter(response) {
+    var seconds = parseInt(response.headers.get("Retry-After") || "", 10);
+    if (!(seconds >= 1)) return DATA_RETRY_DEFAULT_S;
+    return Math.min(seconds, DATA_RETRY_MAX_S);
   }
 
   function flowPath(flowId) {
@@ -420,9 +495,7 @@
       .catch(function (error) {
         showProblem(error);
       })
-      .then(function () {
-        ui.connectStart.disabled = false;
-      });
+      .then(updateStartButtons);
   }
 
   function openConnect(session) {
@@ -632,6 +705,32 @@
     return window.location.origin + "/";
   }
 
+  // jwt mode: a navigation carries no bearer token, so the flow starts with a fetch (which does)
+  // and the page then goes to the bank. The BFF's session cookie, issued to this user with the
+  // flow, carries it through the bank's return to the callback.
+  function startOAuth(event) {
+    if (config.ready && config.auth !== "jwt") return; // the link navigates to /v1/oauth/start
+    event.preventDefault();
+    if (!config.ready || !canCallApi()) return;
+    reset();
+    setStatus("busy", "Starting a link session…", null);
+    var body = { institution: INSTITUTION, return_url: returnUrl(), language: "en" };
+    api("POST", "/v1/oauth/sessions", body).then(
+      function (session) {
+        var url = null;
+        try {
+          url = new URL(session.authorize_url);
+        } catch (e) {
+          url = null;
+        }
+        if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
+          throw new ApiError({ code: "unexpected_response" }, 201);
+        }
+        window.location.assign(url.href);
+      }
+    ).catch(showProblem);
+  }
+
   function oauthStartUrl() {
     var query = new URLSearchParams({
       institution: INSTITUTION,
@@ -702,6 +801,8 @@
       addStep("Account linked.", "done");
       ui.restart.hidden = false;
       ui.restart.textContent = "Link another account";
+      // The new link joins the list, and its accounts show below.
+      if (typeof data.link_id === "string" && LINK_ID.test(data.link_id)) loadLinks(data.link_id);
     } else if (data.status === "failed") {
       stopTimers();
       var code = data.error && typeof data.error.code === "string" ? data.error.code : "flinks_error";
@@ -921,6 +1022,519 @@
     });
   }
 
+  // -- (d) Who you are (BFF_AUTH=jwt, development issuer) ------------------------------------
+  // {sub, token, expires_at} in sessionStorage: this tab only, gone when it closes. The token
+  // is for our own BFF and goes nowhere else; the user name is only shown.
+
+  function storedIdentity() {
+    var raw = null;
+    try {
+      raw = window.sessionStorage.getItem(IDENTITY_KEY);
+    } catch (e) {
+      return null;
+    }
+    if (!raw) return null;
+    var identity = null;
+    try {
+      identity = JSON.parse(raw);
+    } catch (e) {
+      identity = null;
+    }
+    var valid =
+      identity &&
+      typeof identity.sub === "string" &&
+      USER_NAME.test(identity.sub) &&
+      typeof identity.token === "string" &&
+      JWT.test(identity.token) &&
+      Date.parse(identity.expires_at) > Date.now();
+    if (!valid) {
+      dropIdentity();
+      return null;
+    }
+    return { sub: identity.sub, token: identity.token, expires_at: identity.expires_at };
+  }
+
+  function sameIdentity(a, b) {
+    return Boolean(a && b && a.token === b.token);
+  }
+
+  function dropIdentity() {
+    try {
+      window.sessionStorage.removeItem(IDENTITY_KEY);
+    } catch (e) {
+      // Storage refused (a privacy mode): nothing was kept either.
+    }
+  }
+
+  // Every /v1 call needs an identity in jwt mode; the other modes bring their own.
+  function canCallApi() {
+    return config.auth !== "jwt" || storedIdentity() !== null;
+  }
+
+  function updateStartButtons() {
+    var able = config.ready && canCallApi();
+    ui.connectStart.disabled = !able;
+    if (able) ui.oauthStart.removeAttribute("aria-disabled");
+    else ui.oauthStart.setAttribute("aria-disabled", "true");
+  }
+
+  function showIdentity() {
+    var offered = config.auth === "jwt" && config.devIssuer !== null;
+    ui.identity.hidden = !offered;
+    if (!offered) return;
+    var identity = storedIdentity();
+    ui.signInForm.hidden = identity !== null;
+    ui.signedIn.hidden = identity === null;
+    ui.signedInName.textContent = identity ? identity.sub : "";
+    ui.signInButton.disabled = false;
+  }
+
+  function showIdentityError(words) {
+    ui.identityError.textContent = words;
+    ui.identityError.hidden = false;
+  }
+
+  function identityChanged() {
+    reset();
+    forgetLinks();
+    showIdentity();
+    updateStartButtons();
+    loadLinks(null);
+  }
+
+  function forgetIdentity(words) {
+    dropIdentity();
+    identityChanged();
+    if (words) showIdentityError(words);
+  }
+
+  function signIn(event) {
+    event.preventDefault();
+    var issuer = config.devIssuer;
+    if (!issuer) return;
+    var name = ui.signInName.value.trim();
+    if (!USER_NAME.test(name)) {
+      showIdentityError(
+        "Enter a user name: letters, digits and . _ @ -, starting with a letter or digit."
+      );
+      ui.signInName.focus();
+      return;
+    }
+    ui.identityError.hidden = true;
+    ui.signInButton.disabled = true;
+    // The sandbox's issuer, on its own origin (CORS, no cookies): {token, expires_at, ...}.
+    fetch(issuer.tokenUrl, {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify({ sub: name, audience: issuer.audience })
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error("refused");
+        return response.json();
+      })
+      .then(function (data) {
+        var identity = {
+          sub: name,
+          token: data && data.token,
+          expires_at: data && data.expires_at
+        };
+        window.sessionStorage.setItem(IDENTITY_KEY, JSON.stringify(identity));
+        if (!storedIdentity()) throw new Error("unusable");
+        ui.signInName.value = "";
+        identityChanged();
+      })
+      .catch(function () {
+        ui.signInButton.disabled = false;
+        showIdentityError("The development sign-in did not answer. Is the sandbox running?");
+      });
+  }
+
+  function signOut() {
+    forgetIdentity(null);
+    ui.signInName.focus();
+  }
+
+  // -- (e) Linked accounts -------------------------------------------------------------------
+  // GET /v1/links: [{link_id, institution, status, created_at, refreshed_at}], newest first.
+
+  var linksLoad = 0; // the latest GET /v1/links; an older answer is dropped
+
+  function linkPath(linkId) {
+    return "/v1/links/" + encodeURIComponent(linkId);
+  }
+
+  function forgetLinks() {
+    linksLoad += 1;
+    showLinks([]);
+    ui.linksError.hidden = true;
+    hideData();
+  }
+
+  // Reads the list again; shows `select`'s data if it is listed, else keeps the link shown if
+  // it still is, else shows the newest one.
+  function loadLinks(select) {
+    var load = (linksLoad += 1);
+    if (!config.ready) return;
+    if (!canCallApi()) {
+      showLinks([]);
+      ui.linksEmpty.textContent = "Sign in to see your linked accounts.";
+      hideData();
+      return;
+    }
+    api("GET", "/v1/links").then(
+      function (data) {
+        if (load !== linksLoad) return;
+        ui.linksError.hidden = true;
+        var links = Array.isArray(data.links) ? data.links.filter(isLink) : [];
+        showLinks(links);
+        var ids = links.map(function (link) { return link.link_id; });
+        var chosen =
+          select && ids.indexOf(select) >= 0
+            ? select
+            : dataView.linkId && ids.indexOf(dataView.linkId) >= 0
+              ? dataView.linkId
+              : ids[0] || null;
+        if (!chosen) hideData();
+        else if (chosen !== dataView.linkId) showData(links[ids.indexOf(chosen)]);
+        else markShown();
+      },
+      function (error) {
+        if (load !== linksLoad) return;
+        showLinksError(error);
+      }
+    );
+  }
+
+  function isLink(link) {
+    return link && typeof link === "object" && typeof link.link_id === "string" &&
+      LINK_ID.test(link.link_id);
+  }
+
+  function showLinks(links) {
+    ui.linksList.replaceChildren();
+    ui.linksEmpty.textContent = "No linked accounts yet.";
+    ui.linksEmpty.hidden = links.length > 0;
+    ui.linksList.hidden = links.length === 0;
+    links.forEach(function (link) {
+      var item = el("li", "link");
+      item.setAttribute("data-link-id", link.link_id);
+      var about = el("div", "link-about");
+      about.appendChild(el("span", "link-name", bankName(link.institution)));
+      var since = shortDate(link.created_at);
+      if (since) about.appendChild(el("span", "link-meta", "Linked " + since));
+      var buttons = el("div", "link-actions");
+      var show = el("button", "button small link-show", "Show accounts");
+      show.type = "button";
+      show.addEventListener("click", function () {
+        showData(link);
+      });
+      var unlink = el("button", "button small link-unlink", "Unlink");
+      unlink.type = "button";
+      unlink.addEventListener("click", function () {
+        unlinkLink(link, unlink);
+      });
+      buttons.append(show, unlink);
+      item.append(about, buttons);
+      ui.linksList.appendChild(item);
+    });
+    markShown();
+  }
+
+  // The link whose data shows is marked in the list.
+  function markShown() {
+    Array.prototype.forEach.call(ui.linksList.children, function (item) {
+      var shown = item.getAttribute("data-link-id") === dataView.linkId;
+      item.classList.toggle("shown", shown);
+      var show = item.querySelector(".link-show");
+      if (show) show.hidden = shown;
+    });
+  }
+
+  function showLinksError(error) {
+    var p = problemWords(error);
+    ui.linksError.textContent = p.words;
+    ui.linksError.hidden = false;
+  }
+
+  // DELETE /v1/links/{id} (204; Flinks forgets the login), then the list is read again.
+  function unlinkLink(link, button) {
+    button.disabled = true;
+    ui.linksError.hidden = true;
+    api("DELETE", linkPath(link.link_id)).then(
+      function () {
+        if (dataView.linkId === link.link_id) hideData();
+        loadLinks(null);
+      },
+      function (error) {
+        button.disabled = false;
+        showLinksError(error);
+        if (error instanceof ApiError && error.httpStatus === 404) loadLinks(null);
+      }
+    );
+  }
+
+  // -- (f) A link's accounts and last transactions -------------------------------------------
+  // Accounts first, then the first account's transactions: both come from the same data, which
+  // Flinks may still be preparing (202 + Retry-After): the page waits that long, then asks
+  // again, once at a time.
+
+  var dataView = { linkId: null, link: null, turn: 0, timer: null };
+
+  function hideData() {
+    clearTimeout(dataView.timer);
+    dataView.turn += 1;
+    dataView.linkId = dataView.link = null;
+    ui.data.hidden = true;
+    clearData();
+    markShown();
+  }
+
+  function clearData() {
+    ui.dataRetry.hidden = true;
+    ui.accounts.replaceChildren();
+    ui.accountsBox.hidden = true;
+    ui.transactions.replaceChildren();
+    ui.transactionsBox.hidden = true;
+  }
+
+  function showData(link) {
+    clearTimeout(dataView.timer);
+    var turn = (dataView.turn += 1);
+    dataView.linkId = link.link_id;
+    dataView.link = link;
+    markShown();
+    clearData();
+    ui.dataTitle.textContent = bankName(link.institution) + " accounts";
+    ui.data.hidden = false;
+    dataStatus("busy", "Loading your accounts…", null);
+    readAccounts(turn);
+  }
+
+  function dataStatus(state, title, detail) {
+    ui.dataStatus.setAttribute("data-state", state);
+    ui.dataStatus.replaceChildren();
+    if (title) ui.dataStatus.appendChild(el("p", "status-title", title));
+    if (detail) ui.dataStatus.appendChild(el("p", "status-detail", detail));
+  }
+
+  function current(turn) {
+    return turn === dataView.turn && dataView.linkId !== null;
+  }
+
+  function whenReady(turn, result, again) {
+    if (result.status !== 202) return false;
+    var seconds = result.retryAfter;
+    dataStatus(
+      "pending",
+      "Preparing your data…",
+      "Flinks is gathering the accounts. This page asks again in " + seconds +
+        (seconds === 1 ? " second." : " seconds.")
+    );
+    dataView.timer = setTimeout(function () {
+      if (current(turn)) again(turn);
+    }, seconds * 1000);
+    return true;
+  }
+
+  function readAccounts(turn) {
+    send("GET", linkPath(dataView.linkId) + "/accounts").then(
+      function (result) {
+        if (!current(turn) || whenReady(turn, result, readAccounts)) return;
+        var accounts = Array.isArray(result.data.accounts)
+          ? result.data.accounts.filter(isAccount)
+          : [];
+        showAccounts(accounts);
+        if (accounts.length === 0) {
+          dataStatus("ready", "Flinks found no accounts at this bank.", null);
+          return;
+        }
+        dataStatus("busy", "Loading the last transactions…", null);
+        readTransactions(turn, accounts[0], result.data.refreshed_at);
+      },
+      function (error) {
+        if (current(turn)) dataFailed(error);
+      }
+    );
+  }
+
+  function readTransactions(turn, account, refreshedAt) {
+    var query = new URLSearchParams({
+      account_id: account.account_id,
+      limit: String(RECENT_TRANSACTIONS)
+    });
+    var path = linkPath(dataView.linkId) + "/transactions?" + query.toString();
+    send("GET", path).then(
+      function (result) {
+        var again = function (next) {
+          readTransactions(next, account, refreshedAt);
+        };
+        if (!current(turn) || whenReady(turn, result, again)) return;
+        var transactions = Array.isArray(result.data.transactions)
+          ? result.data.transactions.filter(isTransaction)
+          : [];
+        showTransactions(account, transactions.slice(0, RECENT_TRANSACTIONS));
+        var when = dateTime(refreshedAt);
+        dataStatus("ready", null, when ? "From Flinks, " + when.replace(/\.?$/, ".") : null);
+      },
+      function (error) {
+        if (current(turn)) dataFailed(error);
+      }
+    );
+  }
+
+  function dataFailed(error) {
+    var p = problemWords(error);
+    dataStatus("error", p.words, p.reference ? "Reference: " + p.reference : null);
+    if (error instanceof ApiError && error.httpStatus === 404) {
+      loadLinks(null); // unlinked meanwhile (another tab): the list says so
+      return;
+    }
+    ui.dataRetry.hidden = false;
+  }
+
+  function isAccount(account) {
+    return account && typeof account === "object" && typeof account.account_id === "string" &&
+      account.account_id !== "";
+  }
+
+  function isTransaction(transaction) {
+    return transaction && typeof transaction === "object" && typeof transaction.date === "string";
+  }
+
+  function showAccounts(accounts) {
+    ui.accounts.replaceChildren();
+    accounts.forEach(function (account) {
+      var row = el("tr", "account");
+      var balance = account.balance && typeof account.balance === "object" ? account.balance : {};
+      var cell = el("td", "num", money(balance.current, account.currency));
+      if (typeof balance.available === "number" && balance.available !== balance.current) {
+        cell.appendChild(
+          el("span", "available", "Available " + money(balance.available, account.currency))
+        );
+      }
+      row.append(
+        el("td", "account-name", text(account.name) || "Account"),
+        el("td", "account-type", text(account.type) || "—"),
+        el("td", "account-mask", maskText(account.mask)),
+        cell
+      );
+      ui.accounts.appendChild(row);
+    });
+    ui.accountsBox.hidden = accounts.length === 0;
+  }
+
+  function showTransactions(account, transactions) {
+    ui.transactionsTitle.textContent =
+      "Last transactions: " + (text(account.name) || "account") + " " + maskText(account.mask);
+    ui.transactions.replaceChildren();
+    transactions.forEach(function (transaction) {
+      var amount = money(transaction.amount, account.currency);
+      var row = el("tr", "transaction");
+      var cell = el("td", "num", amount);
+      if (typeof transaction.amount === "number") {
+        cell.classList.add(transaction.amount < 0 ? "money-out" : "money-in");
+      }
+      row.append(
+        el("td", "transaction-date", text(transaction.date)),
+        el("td", "transaction-description", text(transaction.description) || "—"),
+        cell
+      );
+      ui.transactions.appendChild(row);
+    });
+    ui.transactionsEmpty.hidden = transactions.length > 0;
+    ui.transactionsBox.hidden = false;
+  }
+
+  // -- Formatting ----------------------------------------------------------------------------
+
+  function text(value) {
+    return typeof value === "string" ? value : "";
+  }
+
+  // Never more than the last four digits: anything else is not shown at all.
+  function maskText(mask) {
+    return typeof mask === "string" && MASK.test(mask) ? "•••• " + mask : "—";
+  }
+
+  function money(value, currency) {
+    if (typeof value !== "number" || !isFinite(value)) return "—";
+    var code = typeof currency === "string" && CURRENCY.test(currency) ? currency : null;
+    if (code) {
+      try {
+        return new Intl.NumberFormat("en-CA", {
+          style: "currency",
+          currency: code,
+          currencyDisplay: "code"
+        }).format(value);
+      } catch (e) {
+        // An ISO code this browser does not know: the number and the code, below.
+      }
+    }
+    var number = new Intl.NumberFormat("en-CA", {
+      minimumFractionDigits: 2,
+      maximumFractionDigits: 2
+    }).format(value);
+    return code ? number + " " + code : number;
+  }
+
+  function shortDate(value) {
+    var time = Date.parse(value);
+    if (!(time > 0)) return null;
+    return new Date(time).toLocaleDateString("en-CA", {
+      year: "numeric",
+      month: "short",
+      day: "numeric"
+    });
+  }
+
+  function dateTime(value) {
+    var time = Date.parse(value);
+    if (!(time > 0)) return null;
+    return new Date(time).toLocaleString("en-CA", {
+      dateStyle: "medium",
+      timeStyle: "short"
+    });
+  }
+
+  // -- Starting up ---------------------------------------------------------------------------
+
+  function readConfig(data) {
+    var issuer = data && data.dev_issuer;
+    var devIssuer = null;
+    if (issuer && typeof issuer.token_url === "string" && typeof issuer.audience === "string") {
+      try {
+        var url = new URL(issuer.token_url);
+        if (url.protocol === "https:" || url.protocol === "http:") {
+          devIssuer = { tokenUrl: url.href, audience: issuer.audience };
+        }
+      } catch (e) {
+        devIssuer = null;
+      }
+    }
+    var auth = data && typeof data.auth === "string" ? data.auth : "session";
+    return { auth: auth, devIssuer: devIssuer, ready: true };
+  }
+
+  function start() {
+    fetch("/web/config.json", { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .catch(function () {
+        return null;
+      })
+      .then(function (data) {
+        config = readConfig(data);
+        showIdentity();
+        updateStartButtons();
+        loadLinks(null);
+        // Back from the bank: a connected flow reads the list again, showing its own link.
+        readReturn();
+      });
+  }
+
   // -- Wiring --------------------------------------------------------------------------------
 
   ui.connectStart.addEventListener("click", startConnect);
@@ -934,6 +1548,13 @@
     ui.checkAgain.hidden = true;
     refreshFlow();
   });
+  ui.oauthStart.addEventListener("click", startOAuth);
+  ui.signInForm.addEventListener("submit", signIn);
+  ui.signOut.addEventListener("click", signOut);
+  ui.dataRetry.addEventListener("click", function () {
+    if (dataView.link) showData(dataView.link);
+  });
   ui.oauthStart.href = oauthStartUrl();
-  readReturn();
+  ui.connectStart.disabled = true; // until the BFF said how callers are identified
+  start();
 })();

@@ -145,6 +145,10 @@ def _dependencies(route: RouteContext) -> set[str]:
     }
 
 
+# The dependencies that establish who calls (app/api/identity.py, app/api/internal.py).
+IDENTITY_DEPENDENCIES = {"caller", "flow_caller", "flow_starter", "token_caller", "service_caller"}
+
+
 def test_each_operation_lists_what_its_route_can_answer() -> None:
     fastapi_app = _app()
     operations = _operations(contract(fastapi_app))
@@ -156,8 +160,9 @@ def test_each_operation_lists_what_its_route_can_answer() -> None:
         every = {"request_timeout", "headers_too_large", "internal_error", "overloaded"}
         assert every | {"store_unavailable"} <= listed, route.unique_id
         posts = "POST" in (route.methods or ())
-        # The CSRF check, JSON only and the body cap concern state-changing requests.
-        assert ("origin_not_allowed" in listed) == posts, route.unique_id
+        writes = posts or "DELETE" in (route.methods or ())
+        # The CSRF check concerns state-changing requests; JSON only and the body cap, POSTs.
+        assert ("origin_not_allowed" in listed) == writes, route.unique_id
         assert ("unsupported_media_type" in listed) == (
             require_json.__qualname__ in _dependencies(route)
         )
@@ -169,6 +174,8 @@ def test_each_operation_lists_what_its_route_can_answer() -> None:
         assert ("validation_error" in listed) == bool(validated), route.unique_id
         limited = any(name.startswith("rate_limited.") for name in _dependencies(route))
         assert ("rate_limited" in listed) == limited, route.unique_id
+        identified = bool(IDENTITY_DEPENDENCIES & _dependencies(route))
+        assert ("unauthenticated" in listed) == identified, route.unique_id
         assert not {"not_found", "method_not_allowed", "http_error", "store_misconfigured"} & listed
 
 
@@ -204,15 +211,24 @@ def test_security_schemes_describe_both_session_cookies_and_the_bearer_token() -
     assert schemes["bearer"]["type"] == "http"
     assert schemes["bearer"]["scheme"] == "bearer"
     assert "BFF_AUTH=jwt" in schemes["bearer"]["description"]
+    assert schemes["service_token"]["scheme"] == "bearer"
     operations = _operations(document)
-    for op_id, operation in operations.items():
-        for requirement in operation.get("security", []):
-            assert "bearer" not in requirement, op_id
-    # The session is required where the route reads the caller's flows by it.
+    session: list[dict[str, list[str]]] = [{"session": []}, {"session_https": []}]
     for route in _api_routes(fastapi_app):
-        security = operations[route.unique_id].get("security")
-        reads = "current_session" in _dependencies(route)
-        assert security == ([{"session": []}, {"session_https": []}] if reads else None)
+        security = operations[route.unique_id]["security"]
+        depends = _dependencies(route)
+        if "service_caller" in depends:  # the host backend's routes: its token, nothing else
+            assert security == [{"service_token": []}]
+        elif {"caller", "flow_caller", "token_caller"} & depends and not route.unique_id.startswith(
+            "links-list_links"
+        ):  # the caller's identity
+            assert security == [*session, {"bearer": []}]
+        elif "flow_starter" in depends or route.unique_id.startswith("links-list_links"):
+            # or none yet: a start issues the session; a list without one is empty
+            assert security == [{}, *session, {"bearer": []}]
+        else:  # the OAuth callback: bound to the browser that started the flow
+            assert "current_session" in depends
+            assert security == session
 
 
 async def test_a_body_that_cannot_be_read_is_a_bad_request_problem(

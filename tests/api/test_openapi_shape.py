@@ -31,6 +31,13 @@ def test_every_operation_has_a_short_explicit_id() -> None:
         ("GET", "/v1/oauth/callback"): "oauth-callback",
         ("GET", "/v1/flows/{flow_id}"): "flows-get_flow",
         ("POST", "/v1/flows/{flow_id}/mfa"): "flows-answer_mfa",
+        ("GET", "/v1/links"): "links-list_links",
+        ("GET", "/v1/links/{link_id}"): "links-get_link",
+        ("DELETE", "/v1/links/{link_id}"): "links-delete_link",
+        ("GET", "/v1/links/{link_id}/accounts"): "links-get_accounts",
+        ("GET", "/v1/links/{link_id}/transactions"): "links-get_transactions",
+        ("GET", "/internal/v1/links/{link_id}"): "internal-get_host_link",
+        ("GET", "/internal/v1/owners/{owner}/links"): "internal-get_owner_links",
     }
 
 

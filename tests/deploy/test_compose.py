@@ -60,6 +60,7 @@ PRODUCTION_REQUIRED = (
     "BFF_ENCRYPTION_KEY",
     "FLINKS_CUSTOMER_ID",
     "FLINKS_SECRET_KEY",
+    "BFF_AUTH",
 )
 PASSWORD = "Everyday"
 IMAGE = read_dockerfile()
@@ -241,6 +242,7 @@ PRODUCTION_VALUES = {
     "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
     "FLINKS_CUSTOMER_ID": "0b6e3f7c-0000-4000-8000-000000000001",
     "FLINKS_SECRET_KEY": "not-a-real-secret",
+    "BFF_AUTH": "session",
     "BFF_ALLOW_PLAINTEXT_REDIS": "true",  # the bundled Redis, on the compose network
 }
 

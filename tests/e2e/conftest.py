@@ -2,8 +2,9 @@
 
 One stack (sandbox + BFF) per Connect error mode of the sandbox: `redirect` (the default, what
 `make run` starts: the error users get a loginId and fail at the BFF's live /Authorize) and
-`event` (they fail inside the iframe, as Flinks Connect itself does). Each starts on first use
-and lives for the session; every test gets it reset.
+`event` (they fail inside the iframe, as Flinks Connect itself does), and per way the BFF tells
+callers apart (`auth`: `session`, the default, or `jwt` with the sandbox's development token
+issuer). Each starts on first use and lives for the session; every test gets it reset.
 
 The demo page gets, besides the BFF's own headers, a second Content-Security-Policy: the
 strictest one the page must live with (no inline code, nothing but itself and Flinks Connect).
@@ -64,6 +65,8 @@ ANSWERS = {
 }
 
 ErrorMode = Literal["redirect", "event"]
+AuthMode = Literal["session", "jwt"]
+DEV_AUDIENCE = "flinks-bff"
 _CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
 
 
@@ -98,13 +101,15 @@ class DemoPolicy:
         await self.app(scope, receive, send_with_policy)
 
 
-def content_security_policy(connect_origin: str) -> str:
+def content_security_policy(connect_origin: str, *, token_origin: str | None = None) -> str:
     """Scripts and styles from the page's own origin only (no inline code), frames from Flinks
     Connect only, and nobody may frame the page. Images may also be data: URLs: an
-    ImageSelection challenge's pictures come as base64 PNGs."""
+    ImageSelection challenge's pictures come as base64 PNGs. `token_origin`: in jwt mode the
+    page also fetches its token from the development issuer there."""
+    connect_src = "'self'" if token_origin is None else f"'self' {token_origin}"
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'; frame-src {connect_origin}; base-uri 'none'; "
+        f"connect-src {connect_src}; frame-src {connect_origin}; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -116,6 +121,7 @@ class Stack:
     base_url: str
     sandbox: SandboxHandle
     redis_url: str
+    auth: AuthMode = "session"
 
     @property
     def demo_url(self) -> str:
@@ -137,8 +143,12 @@ class Stack:
         assert response.status_code == 200, response.text
 
     def authorize_calls(self, http: httpx.Client) -> list[dict[str, Any]]:
+        return self.calls(http, "Authorize")
+
+    def calls(self, http: httpx.Client, endpoint: str) -> list[dict[str, Any]]:
+        """The requests the sandbox received for one Flinks endpoint (DeleteCard, ...)."""
         response = http.get(
-            f"{self.sandbox.base_url}/__sandbox/calls", params={"endpoint": "Authorize"}
+            f"{self.sandbox.base_url}/__sandbox/calls", params={"endpoint": endpoint}
         )
         assert response.status_code == 200
         calls: list[dict[str, Any]] = response.json()
@@ -146,19 +156,19 @@ class Stack:
 
 
 class Stacks:
-    """The stacks of the session, by error mode, started on first use."""
+    """The stacks of the session, by error mode and auth mode, started on first use."""
 
     def __init__(self, redis_url: str, exits: contextlib.ExitStack) -> None:
         self._redis_url = redis_url
         self._exits = exits
-        self._stacks: dict[ErrorMode, Stack] = {}
+        self._stacks: dict[tuple[ErrorMode, AuthMode], Stack] = {}
 
-    def get(self, mode: ErrorMode = "redirect") -> Stack:
-        if mode not in self._stacks:
-            self._stacks[mode] = self._start(mode)
-        return self._stacks[mode]
+    def get(self, mode: ErrorMode = "redirect", auth: AuthMode = "session") -> Stack:
+        if (mode, auth) not in self._stacks:
+            self._stacks[mode, auth] = self._start(mode, auth)
+        return self._stacks[mode, auth]
 
-    def _start(self, mode: ErrorMode) -> Stack:
+    def _start(self, mode: ErrorMode, auth: AuthMode) -> Stack:
         reservation = reserve_port()
         bff_url = reservation.url
         with _clean_environment():
@@ -166,6 +176,16 @@ class Stacks:
                 redirect_uris=[f"{bff_url}/v1/oauth/callback"], connect_error_users=mode
             )
         sandbox = self._exits.enter_context(running_sandbox(sandbox_settings))
+        identity: dict[str, object] = {}
+        if auth == "jwt":
+            # The sandbox's development issuer stands in for the host's identity provider.
+            issuer = f"{sandbox.base_url}/__sandbox/identity"
+            identity = {
+                "BFF_AUTH": "jwt",
+                "BFF_JWT_JWKS_URL": f"{issuer}/jwks.json",
+                "BFF_JWT_ISSUER": issuer,
+                "BFF_JWT_AUDIENCE": DEV_AUDIENCE,
+            }
         with _clean_environment():
             settings = make_settings(
                 self._redis_url,
@@ -178,10 +198,13 @@ class Stacks:
                 BFF_PUBLIC_URL=bff_url,
                 BFF_RETURN_URLS=f"{bff_url}/",
                 BFF_CORS_ORIGINS=bff_url,
+                **identity,
             )
-        app = DemoPolicy(create_app(settings), content_security_policy(sandbox.base_url))
+        token_origin = sandbox.base_url if auth == "jwt" else None
+        policy = content_security_policy(sandbox.base_url, token_origin=token_origin)
+        app = DemoPolicy(create_app(settings), policy)
         self._exits.enter_context(bff_in_thread(app, reservation))
-        return Stack(base_url=bff_url, sandbox=sandbox, redis_url=self._redis_url)
+        return Stack(base_url=bff_url, sandbox=sandbox, redis_url=self._redis_url, auth=auth)
 
 
 @pytest.fixture(scope="session")
@@ -204,9 +227,16 @@ def error_mode() -> ErrorMode:
 
 
 @pytest.fixture
-def stack(stacks: Stacks, http: httpx.Client, error_mode: ErrorMode) -> Stack:
-    """The stack for this test's error mode, reset."""
-    stack = stacks.get(error_mode)
+def auth() -> AuthMode:
+    """How the BFF tells callers apart; `session` is what `make run` starts. Override with
+    pytest.mark.parametrize("auth", ["jwt"])."""
+    return "session"
+
+
+@pytest.fixture
+def stack(stacks: Stacks, http: httpx.Client, error_mode: ErrorMode, auth: AuthMode) -> Stack:
+    """The stack for this test's error mode and auth mode, reset."""
+    stack = stacks.get(error_mode, auth)
     stack.reset(http)
     return stack
 

@@ -13,7 +13,7 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from tests.clock import FakeClock
-from tests.conftest import make_settings, serve_in_process
+from tests.conftest import issue_session, make_settings, serve_in_process
 
 
 def flinks_at(redis_url: str, api_url: str, **overrides: object) -> Settings:
@@ -51,6 +51,7 @@ async def test_the_breaker_state_and_its_refusals_are_in_metrics(
         FLINKS_BREAKER_RESET=10,
     )
     async with serve_in_process(create_app(settings, clock=clock)) as client:
+        await issue_session(client, redis_url)
         before = (await client.get("/metrics")).text
         assert metric(before, "flinks_breaker_state") == 0
         assert metric(before, "flinks_breaker_refused_total") == 0
@@ -91,6 +92,7 @@ async def test_flinks_deadline_bounds_a_request_whatever_the_retries(
     url, connections = silent_flinks
     settings = flinks_at(redis_url, url, FLINKS_TIMEOUT=5, FLINKS_DEADLINE=0.5)
     async with serve_in_process(create_app(settings)) as client:
+        await issue_session(client, redis_url)
         started = time.monotonic()
         minted = await client.post("/v1/authorize-tokens", json={})
         elapsed = time.monotonic() - started

@@ -17,7 +17,7 @@ from app.flows import INSTITUTION_ID_PATTERN
 from app.main import create_app
 from app.observability import configure_logging
 from app.sandbox.config import SandboxSettings
-from tests.conftest import make_settings, serve_in_process
+from tests.conftest import issue_session, make_settings, serve_in_process
 from tests.redis_server import RedisServer, bff_connections
 from tests.sandbox.server import running_sandbox
 from tests.waiting import wait_until, wait_until_async
@@ -148,6 +148,7 @@ async def test_lifespan_closes_its_clients(redis_url: str, redis: Redis) -> None
         )
         async with serve_in_process(create_app(settings)) as client:
             assert (await client.get("/readyz")).status_code == 200
+            await issue_session(client, redis_url)
             assert (await client.post("/v1/authorize-tokens", json={})).status_code == 201
             assert bff_connections(redis_url) >= 1
             assert flinks.served.open_connections() == 1  # the BFF's kept-alive connection

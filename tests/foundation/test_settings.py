@@ -19,6 +19,7 @@ PRODUCTION_OK = {
     "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     "BFF_RETURN_URLS": "https://app.example.com/linked",
     "BFF_CORS_ORIGINS": "https://app.example.com",
+    "BFF_AUTH": "session",
 }
 
 
@@ -56,6 +57,7 @@ def test_complete_production_configuration_is_accepted(monkeypatch: pytest.Monke
         ("BFF_PUBLIC_URL", None, "BFF_PUBLIC_URL"),
         (None, ("BFF_RETURN_URLS", "http://app.example.com/x"), "BFF_RETURN_URLS"),
         (None, ("BFF_CORS_ORIGINS", "http://app.example.com"), "BFF_CORS_ORIGINS"),
+        ("BFF_AUTH", None, "BFF_AUTH"),
     ],
 )
 def test_production_refuses_each_missing_or_unsafe_variable(
@@ -89,6 +91,7 @@ def test_production_with_nothing_set_names_every_problem(monkeypatch: pytest.Mon
         "BFF_ENCRYPTION_KEY",
         "BFF_RETURN_URLS",
         "BFF_CORS_ORIGINS",
+        "BFF_AUTH",
     ):
         assert name in report
 
@@ -302,3 +305,67 @@ def test_every_field_is_read_from_the_variable_of_its_own_name(
     settings = load_settings(_env_file=None)
     assert (settings.bff_session_ttl, settings.flinks_breaker_reset) == (77, 7)
     assert str(settings.redis_url) == "redis://127.0.0.1:6379/3"
+
+
+JWT_OK = {
+    "BFF_AUTH": "jwt",
+    "BFF_JWT_JWKS_URL": "https://id.example.com/.well-known/jwks.json",
+    "BFF_JWT_ISSUER": "https://id.example.com/",
+    "BFF_JWT_AUDIENCE": "flinks-bff",
+}
+
+
+def test_jwt_mode_is_accepted_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {**PRODUCTION_OK, **JWT_OK, "BFF_JWT_ALGORITHMS": "ES256"})
+    settings = load_settings(_env_file=None)
+    assert settings.auth_mode == "jwt"
+    assert settings.bff_jwt_algorithms == ("ES256",)
+
+
+@pytest.mark.parametrize(
+    ("drop", "override", "named"),
+    [
+        ("BFF_JWT_ISSUER", None, "BFF_JWT_ISSUER"),
+        ("BFF_JWT_AUDIENCE", None, "BFF_JWT_AUDIENCE"),
+        ("BFF_JWT_JWKS_URL", None, "BFF_JWT_JWKS_URL"),
+        (None, ("BFF_JWT_PUBLIC_KEY", "not a pem"), "BFF_JWT_JWKS_URL"),
+        (None, ("BFF_JWT_ALGORITHMS", "HS256"), "BFF_JWT_ALGORITHMS"),
+        (None, ("BFF_JWT_ALGORITHMS", "none"), "BFF_JWT_ALGORITHMS"),
+        (None, ("BFF_JWT_JWKS_URL", "http://id.example.com/jwks"), "BFF_JWT_JWKS_URL"),
+    ],
+)
+def test_jwt_mode_refuses_what_it_cannot_verify_with(
+    monkeypatch: pytest.MonkeyPatch,
+    drop: str | None,
+    override: tuple[str, str] | None,
+    named: str,
+) -> None:
+    values = {**PRODUCTION_OK, **JWT_OK}
+    if drop:
+        values.pop(drop)
+    if override:
+        values[override[0]] = override[1]
+    _env(monkeypatch, values)
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert any(named in problem for problem in refused.value.problems), refused.value.problems
+
+
+def test_header_mode_needs_the_proxies_it_believes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {**PRODUCTION_OK, "BFF_AUTH": "header"})
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert any("BFF_TRUSTED_PROXIES" in problem for problem in refused.value.problems)
+    monkeypatch.setenv("BFF_TRUSTED_PROXIES", "10.0.0.0/8")
+    assert load_settings(_env_file=None).auth_mode == "header"
+
+
+def test_service_tokens_are_digests_never_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = "a" * 64
+    monkeypatch.setenv("BFF_SERVICE_TOKENS", f"{digest}, {'B' * 64}")
+    assert load_settings(_env_file=None).bff_service_tokens == (digest, "b" * 64)
+    monkeypatch.setenv("BFF_SERVICE_TOKENS", "my-plain-service-token")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert "BFF_SERVICE_TOKENS" in refused.value.problems[0]
+    assert "my-plain-service-token" not in refused.value.report()

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import serve_in_process
+from tests.conftest import issue_session, serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 
 EVIL = "https://evil.example"
@@ -115,7 +115,7 @@ async def test_cors_is_an_exact_allow_list_with_credentials(client: httpx.AsyncC
 
 
 async def test_cross_site_writes_are_refused_before_anything_happens(
-    client: httpx.AsyncClient, sandbox: Sandbox
+    client: httpx.AsyncClient, sandbox: Sandbox, redis_url: str
 ) -> None:
     for path in ("/v1/authorize-tokens", "/v1/connect/sessions", "/v1/oauth/sessions"):
         form = await client.post(
@@ -128,7 +128,8 @@ async def test_cross_site_writes_are_refused_before_anything_happens(
             assert response.status_code == status, (path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
     assert await sandbox.calls() == []
-    # The same requests from an allowed origin go through.
+    # The same requests from an allowed origin go through (minting: with a session).
+    await issue_session(client, redis_url)
     allowed = await client.post("/v1/authorize-tokens", json={}, headers={"Origin": ALLOWED})
     assert allowed.status_code == 201
     assert allowed.headers["access-control-allow-origin"] == ALLOWED
@@ -160,6 +161,8 @@ def limited_settings(redis_url: str, redis: Redis, sandbox: Sandbox) -> Any:
 async def test_token_minting_is_limited_per_ip_across_replicas(limited_settings: Any) -> None:
     replica_a, replica_b = create_app(limited_settings), create_app(limited_settings)
     async with serve_in_process(replica_a) as a, serve_in_process(replica_b) as b:
+        for replica in (a, b):
+            await issue_session(replica, str(limited_settings.redis_url))
         statuses = [
             (await (a if i % 2 else b).post("/v1/authorize-tokens", json={})).status_code
             for i in range(6)
@@ -169,7 +172,9 @@ async def test_token_minting_is_limited_per_ip_across_replicas(limited_settings:
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["code"] == "rate_limited"
         assert 1 <= int(refused.headers["retry-after"]) <= 30
-        # Behind a trusted proxy, the client's own address counts.
+        # Behind a trusted proxy, the client's own address counts (a new session: this one has
+        # used its own allowance).
+        await issue_session(a, str(limited_settings.redis_url))
         other = await a.post(
             "/v1/authorize-tokens", json={}, headers={"X-Forwarded-For": "203.0.113.7"}
         )
@@ -181,6 +186,7 @@ async def test_forwarded_for_is_ignored_from_untrusted_peers(
 ) -> None:
     settings = bff_settings(redis_url, sandbox, BFF_RATE_LIMIT_IP=2, BFF_RATE_LIMIT_SESSION=0)
     async with serve_in_process(create_app(settings)) as client:
+        await issue_session(client, redis_url)
         statuses = [
             (
                 await client.post(
@@ -230,7 +236,7 @@ async def test_cross_site_writes_without_origin_are_refused_by_fetch_metadata(
         {"Sec-Fetch-Site": "cross-site", "Origin": ALLOWED},
         {},
     ):
-        response = await client.post("/v1/authorize-tokens", json={}, headers=headers)
+        response = await client.post("/v1/connect/sessions", json={}, headers=headers)
         assert response.status_code == 201, (headers, response.text)
     # Reads change nothing: a cross-site GET is left to CORS (here: no such flow, not 403).
     status = await client.get(f"/v1/flows/{'A' * 22}", headers={"Sec-Fetch-Site": "cross-site"})

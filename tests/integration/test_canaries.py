@@ -1,9 +1,11 @@
 """Leak canaries: run the flows over real sockets with every logger at DEBUG, then look for each
-secret the run handled (secret key, authorize tokens, loginIds, OAuth states, RequestIds,
-session cookies) in every log line, every response body and header, and in Redis."""
+secret the run handled (secret key, API key, authorize tokens, loginIds, OAuth states, RequestIds,
+session cookies, a service token, account numbers, transaction descriptions) in every log line,
+every response body and header, and in Redis."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import secrets
@@ -17,11 +19,13 @@ from redis import Redis as SyncRedis
 
 from app.main import create_app
 from app.observability import configure_logging
+from app.sandbox import data as sandbox_data
 from app.sandbox.config import SandboxSettings
 from tests.clock import FakeClock
 from tests.conftest import make_settings
 from tests.figures import record
 from tests.integration.conftest import ANSWERS, PASSWORD
+from tests.integration.link_steps import short_poll_gap
 from tests.integration.servers import bff_in_thread
 from tests.ports import reserve_port
 from tests.sandbox.server import running_sandbox
@@ -58,8 +62,10 @@ def captured_logs() -> Iterator[tuple[io.StringIO, RawRecords]]:
 
 
 def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
-    redis_url: str, captured_logs: tuple[io.StringIO, RawRecords]
+    redis_url: str, captured_logs: tuple[io.StringIO, RawRecords], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    short_poll_gap(monkeypatch)  # the link data below is asked for twice (202, then 200)
+    service_token = f"canary-service-{secrets.token_hex(8)}"
     secret_key = f"canary-secret-{secrets.token_hex(8)}"
     api_key = f"canary-api-key-{secrets.token_hex(8)}"
     reservation = reserve_port()
@@ -87,6 +93,7 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             FLINKS_API_KEY=api_key,
             # Live, so that the bank asks its question through the BFF too.
             FLINKS_CONNECT_AUTHORIZE="live",
+            BFF_SERVICE_TOKENS=hashlib.sha256(service_token.encode()).hexdigest(),
         )
         with (
             bff_in_thread(create_app(settings, clock=clock), reservation),
@@ -178,7 +185,29 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
                 keep(browser.get(path))  # replay
                 with httpx.Client(base_url=base) as stranger:
                     keep(stranger.get(path))
-            keep(browser.post("/v1/authorize-tokens", json={}))
+            keep(browser.post("/v1/authorize-tokens", json={}, headers={"Origin": base}))
+            # Links: each one's accounts and every page of its transactions, the host backend's
+            # read (its answer carries the loginId on purpose: not kept), then unlink.
+            links = keep(browser.get("/v1/links")).json()["links"]
+            assert links
+            service = {"Authorization": f"Bearer {service_token}"}
+            for link in links:
+                data = f"/v1/links/{link['link_id']}"
+
+                def ready(data: str = data) -> bool:
+                    return keep(browser.get(f"{data}/accounts")).status_code == 200
+
+                wait_until(ready, what="the link's account data", interval=0.1)
+                cursor: str | None = None
+                while True:
+                    params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+                    page = keep(browser.get(f"{data}/transactions", params=params)).json()
+                    if not (cursor := page["next_cursor"]):
+                        break
+                with httpx.Client(base_url=base) as host:
+                    read = host.get(f"/internal/v1/links/{link['link_id']}", headers=service)
+                    assert read.status_code == 200
+                assert keep(browser.delete(data)).status_code == 204
             cookies = list(browser.cookies.values())
             calls: list[dict[str, Any]] = bank.get("/__sandbox/calls").json()
 
@@ -188,7 +217,17 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             c[k] for c in calls for k in ("request_id", "response_request_id") if c.get(k)
         }
         assert any(c["endpoint"] == "AuthorizeAsync" and c["api_key"] == api_key for c in calls)
+        assert any(c["endpoint"] == "DeleteCard" for c in calls)
         canaries: dict[str, set[str]] = {
+            "service token": {service_token},
+            "account number": {t.account_number for t in sandbox_data.ACCOUNTS},
+            # Long enough not to occur by chance (a log line has words like "Transfer" too).
+            "transaction description": {
+                txn.description
+                for template in sandbox_data.ACCOUNTS
+                for txn in sandbox_data.history(template.key)
+                if len(txn.description) >= 12
+            },
             "secret key": {secret_key},
             "API key": {api_key},
             "authorize token": tokens,
@@ -207,7 +246,9 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     # Authorize tokens reach the browser on purpose (inside iframe URLs) and cookies in
     # Set-Cookie: they are checked in the logs only.
     in_responses = {
-        k: v for k, v in canaries.items() if k not in ("authorize token", "session cookie")
+        k: v
+        for k, v in canaries.items()
+        if k not in ("authorize token", "session cookie", "transaction description")
     }
     hits = 0
     for kind, values in canaries.items():

@@ -182,6 +182,7 @@ async def test_the_landing_page_and_its_files_are_served_in_production(redis_url
     settings = make_settings(
         redis_url,
         BFF_ENV="production",
+        BFF_AUTH="session",
         BFF_PUBLIC_URL="https://bff.example.com",
         BFF_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         BFF_RETURN_URLS="https://app.example.com/linked",

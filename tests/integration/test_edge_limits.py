@@ -166,7 +166,7 @@ async def test_a_slow_answer_is_not_cut_by_the_request_timeout(url: str, sandbox
     faults = {"latency_ms": TIMEOUT * 1500, "endpoints": ["GenerateAuthorizeToken"]}
     assert (await sandbox.http.put("/__sandbox/faults", json=faults)).status_code == 200
     async with httpx.AsyncClient(base_url=url, timeout=scaled(30)) as client:
-        assert (await client.post("/v1/authorize-tokens", json={})).status_code == 201
+        assert (await client.post("/v1/connect/sessions", json={})).status_code == 201
         assert (await client.get("/livez")).status_code == 200  # and keep-alive still works
 
 

@@ -20,7 +20,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store import flow_key
 from tests.clock import FakeClock
-from tests.conftest import serve_in_process
+from tests.conftest import issue_session, serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.oauth_steps import linked_callback
@@ -238,8 +238,9 @@ async def test_flinks_drops_the_connection_on_authorize(
 
 
 async def test_minting_is_retried_within_its_budget(
-    client: httpx.AsyncClient, sandbox: Sandbox
+    client: httpx.AsyncClient, sandbox: Sandbox, redis_url: str
 ) -> None:
+    await issue_session(client, redis_url)
     await _faults(
         sandbox, error_rate=1, error_status=503, endpoints=["GenerateAuthorizeToken"], remaining=2
     )
@@ -251,8 +252,9 @@ async def test_minting_is_retried_within_its_budget(
 
 @pytest.mark.parametrize(("status", "fault"), [(429, "error"), (503, "error"), (0, "drop")])
 async def test_minting_gives_up_with_a_typed_error(
-    client: httpx.AsyncClient, sandbox: Sandbox, status: int, fault: str
+    client: httpx.AsyncClient, sandbox: Sandbox, redis_url: str, status: int, fault: str
 ) -> None:
+    await issue_session(client, redis_url)
     config: dict[str, Any] = {"endpoints": ["GenerateAuthorizeToken"]}
     config |= {"drop_rate": 1} if fault == "drop" else {"error_rate": 1, "error_status": status}
     await _faults(sandbox, **config)
@@ -283,6 +285,7 @@ async def test_the_circuit_breaker_stops_hammering_and_recovers(
     settings = bff_settings(redis_url, sandbox, FLINKS_BREAKER_FAILURES=3, FLINKS_BREAKER_RESET=1)
     clock = FakeClock()
     async with serve_in_process(create_app(settings, clock=clock)) as client:
+        await issue_session(client, redis_url)
         await _faults(sandbox, error_rate=1, error_status=503)
         first = await client.post("/v1/authorize-tokens", json={})
         assert first.status_code == 503

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 
 from app.main import create_app
 from app.ratelimit import ClientAddress, address_bucket
-from tests.conftest import serve_in_process
+from tests.conftest import issue_session, serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 
 
-async def _statuses(settings: object, addresses: list[str]) -> list[int]:
+async def _statuses(settings: Any, addresses: list[str]) -> list[int]:
     """One token mint per address, each as if a trusted proxy forwarded it from that client."""
-    async with serve_in_process(create_app(settings)) as client:  # type: ignore[arg-type]
+    async with serve_in_process(create_app(settings)) as client:
+        await issue_session(client, str(settings.redis_url))
         return [
             (
                 await client.post(

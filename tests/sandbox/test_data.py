@@ -1,4 +1,5 @@
-"""GetAccountsSummary, GetAccountsDetail (202 then Async 200), x-api-key, fixture data."""
+"""GetAccountsSummary, GetAccountsDetail (202 then Async 200), x-api-key, fixture data (its
+volume and plausibility), DeleteCard once a detail request has expired."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.sandbox.users import USERS, Behaviour
 from tests.sandbox.conftest import clean_settings
 from tests.sandbox.flinks import SandboxApi
 from tests.sandbox.server import running_sandbox
@@ -239,3 +241,73 @@ def test_account_ids_differ_between_logins(flinks: SandboxApi) -> None:
     }
 
     assert ids_a.isdisjoint(ids_b)
+
+
+DATA_USERS = [
+    user.username
+    for user in USERS.values()
+    if user.behaviour not in (Behaviour.DISABLED, Behaviour.RETRY_LATER)
+]
+
+
+@pytest.mark.parametrize("username", DATA_USERS)
+def test_every_user_with_data_has_a_few_hundred_transactions_in_90_days(
+    flinks: SandboxApi, username: str
+) -> None:
+    login_id = flinks.issue_login(username)
+    cached = flinks.authorize({"LoginId": login_id, "MostRecentCached": True})
+    assert cached.status_code == 200, cached.text
+
+    body = _detail(flinks, cached.json()["RequestId"])
+
+    accounts = body["Accounts"]
+    assert len(accounts) == 5
+    counts = [len(a["Transactions"]) for a in accounts]
+    assert 200 <= sum(counts) <= 400, counts
+    assert all(counts), counts  # every account moved in the quarter
+    oldest = min(date.fromisoformat(t["Date"]) for a in accounts for t in a["Transactions"])
+    assert oldest >= date.today() - timedelta(days=90)
+
+
+def test_balances_stay_plausible_over_the_year(flinks: SandboxApi) -> None:
+    body = _detail(flinks, flinks.connect()["RequestId"], DaysOfTransactions="Days365")
+
+    for account in body["Accounts"]:
+        balances = [t["Balance"] for t in account["Transactions"]]
+        assert min(balances) >= 0, account["Title"]
+        if account["Type"] == "CreditCard":
+            assert max(balances) <= account["Balance"]["Limit"]
+
+
+def test_the_card_is_paid_from_chequing_on_the_same_days_with_the_same_amounts(
+    flinks: SandboxApi,
+) -> None:
+    body = _detail(flinks, flinks.connect()["RequestId"], DaysOfTransactions="Days365")
+    chequing, card = body["Accounts"][0], body["Accounts"][3]
+
+    paid = {
+        (t["Date"], t["Debit"])
+        for t in chequing["Transactions"]
+        if t["Description"] == "PAYMENT - VISA INFINITE"
+    }
+    received = {
+        (t["Date"], t["Credit"])
+        for t in card["Transactions"]
+        if t["Description"] == "PAYMENT - THANK YOU"
+    }
+
+    assert len(paid) >= 11
+    assert paid == received
+
+
+def test_an_expired_detail_request_no_longer_holds_the_card(flinks: SandboxApi) -> None:
+    session = flinks.connect()
+    assert flinks.data("GetAccountsDetail", {"RequestId": session["RequestId"]}).status_code == 202
+    url = f"{flinks.api}/DeleteCard/{session['Login']['Id']}"
+    busy = flinks.http.delete(url, headers={"x-api-key": flinks.api_key})
+    flinks.control("POST", "clock", {"advance_seconds": 1801})
+
+    deleted = flinks.http.delete(url, headers={"x-api-key": flinks.api_key})
+
+    assert busy.json()["FlinksCode"] == "CARD_IN_USE"
+    assert deleted.status_code == 200
