@@ -107,6 +107,13 @@ class LoginOwnedElsewhere(AppError):
     default_detail = "This bank account is already linked by another user."
 
 
+class HandoffInvalid(AppError):
+    # One code for every refusal of a native app's handoff (PKCE challenge, code, verifier,
+    # owner, expiry, replay): nothing tells an attacker which part was wrong.
+    status, code, title = 400, "handoff_invalid", "The handoff was refused"
+    default_detail = "The handoff code or verifier is not valid; start the link again."
+
+
 class LinkNotFound(AppError):
     status, code, title = 404, "link_not_found", "No such link"
     default_detail = "The link does not exist, was deleted, or belongs to another user."

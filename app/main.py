@@ -14,7 +14,7 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import connect, flows, health, internal, landing, links, oauth, tokens, web
+from app.api import connect, flows, health, hosted, internal, landing, links, oauth, tokens, web
 from app.api.deps import State
 from app.api.docs import mount_docs
 from app.api.edge import EdgeLimitsMiddleware
@@ -111,6 +111,7 @@ def _flow_config(settings: Settings) -> FlowConfig:
         connect_landing_url=landing.landing_url_prefix(str(settings.bff_public_url)),
         institutions=settings.flinks_institutions,
         connect_authorize=settings.flinks_connect_authorize,
+        handoff_ttl=settings.bff_handoff_ttl,
         timing=Timing(
             authorize_wait=timedelta(seconds=settings.bff_authorize_wait),
             lease=timedelta(seconds=settings.bff_lease_ttl),
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         health.router,
         tokens.router,
         connect.router,
+        hosted.router,
         oauth.router,
         flows.router,
         links.router,
@@ -252,6 +254,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     ):
         app.include_router(router)
     app.include_router(landing.router)  # Connect's redirectUrl: served in production too
+    app.include_router(hosted.page_router)  # Connect on mobile: in production too
     if not settings.is_production:
         web.mount_demo(app)
         mount_docs(app, "/openapi.json")

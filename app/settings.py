@@ -46,6 +46,11 @@ DEFAULT_INSTITUTIONS = (
 )  # fmt: skip
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,63}")
+# Schemes that are not an app's: a browser would run or open them itself.
+_RESERVED_SCHEMES = frozenset({"http", "https", "javascript", "data", "file", "about", "blob"})
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -90,6 +95,11 @@ class Settings(BaseSettings):
     bff_flow_ttl: PositiveInt = Field(1800)
     bff_login_ttl: PositiveInt = Field(86400)
     bff_session_ttl: PositiveInt = Field(86400)
+    # A native app's one-time handoff code lives this long (seconds).
+    bff_handoff_ttl: int = Field(120, ge=10, le=600)
+    # Custom URL schemes a native app's return URL may use (e.g. com.example.app): refused unless
+    # named here, because any app can register a scheme; prefer https App/Universal Links.
+    bff_return_url_schemes: CsvList = Field(())
     bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     # json: one JSON object per line (production, log pipelines); console: aligned, readable
     # lines for a terminal (what `flinks-bff dev` uses unless told otherwise).
@@ -164,6 +174,7 @@ class Settings(BaseSettings):
         "flinks_institutions",
         "bff_jwt_algorithms",
         "bff_service_tokens",
+        "bff_return_url_schemes",
         mode="before",
     )
     @classmethod
@@ -172,14 +183,23 @@ class Settings(BaseSettings):
 
     @field_validator("bff_return_urls")
     @classmethod
-    def _absolute_http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+    def _absolute_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
         for url in urls:
             parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            web = parts.scheme in ("http", "https")
+            if (web and not parts.hostname) or not _SCHEME.fullmatch(parts.scheme):
                 raise ValueError(f"{url!r} is not an absolute http(s) URL")
             if parts.fragment or parts.username or parts.password:
                 raise ValueError(f"{url!r} must have no fragment and no user info")
         return urls
+
+    @field_validator("bff_return_url_schemes")
+    @classmethod
+    def _custom_schemes(cls, schemes: tuple[str, ...]) -> tuple[str, ...]:
+        for scheme in schemes:
+            if not _SCHEME.fullmatch(scheme) or scheme.lower() in _RESERVED_SCHEMES:
+                raise ValueError(f"{scheme!r} is not a custom URL scheme like com.example.app")
+        return tuple(scheme.lower() for scheme in schemes)
 
     @field_validator("bff_cors_origins")
     @classmethod
@@ -252,12 +272,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _usable(self) -> Settings:
         """Every problem at once, so one failed start names every variable to fix."""
-        problems = self._url_problems() + self._auth_problems()
+        problems = self._url_problems() + self._auth_problems() + self._scheme_problems()
         if self.is_production:
             problems += self._production_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _scheme_problems(self) -> list[str]:
+        return [
+            f"BFF_RETURN_URLS entry {url!r} uses a custom scheme; name it in "
+            "BFF_RETURN_URL_SCHEMES to allow it (an https App Link or Universal Link is safer)"
+            for url in self.bff_return_urls
+            if urlsplit(url).scheme not in ("http", "https", *self.bff_return_url_schemes)
+        ]
 
     def _auth_problems(self) -> list[str]:
         problems = []
@@ -305,7 +333,12 @@ class Settings(BaseSettings):
                 "make one with: python -c 'import secrets,base64;"
                 "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())')"
             )
-        problems += _https_only("BFF_RETURN_URLS", self.bff_return_urls, DEV_RETURN_URLS)
+        web_return_urls = tuple(
+            url
+            for url in self.bff_return_urls
+            if urlsplit(url).scheme not in self.bff_return_url_schemes
+        )
+        problems += _https_only("BFF_RETURN_URLS", web_return_urls, DEV_RETURN_URLS)
         problems += _https_only("BFF_CORS_ORIGINS", self.bff_cors_origins, DEV_CORS_ORIGINS)
         for name, url, carries in (
             ("FLINKS_API_URL", self.flinks_base_url, "the secret key"),

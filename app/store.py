@@ -9,6 +9,13 @@ Keys (every one written with its TTL in the same command):
   (`<holder> <until, ms since the epoch>`); the key's own TTL (twice the lease's) only clears
   it away, the time in the value decides (on the app's injected clock)
 - `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
+  (a native app's flow: bound to `NATIVE_BINDING` instead of a session, and to its PKCE challenge)
+- `bff:v1:handoff:{<flow_id>}`  the SHA-256 of a native flow's one-time handoff code, TTL = handoff
+  TTL; redeemed (or burnt) by one script together with the flow's claim
+- `bff:v1:ticket:{<flow_id>}`  a native Connect flow's one-time ticket to open the hosted page
+  (its SHA-256, with the flow's Connect options), TTL = flow TTL; taken with GETDEL
+- `bff:v1:page:{<flow_id>}`  the hosted page that opened with it: the SHA-256 of the page's
+  binding cookie (and the options again, for a reload), TTL = flow TTL
 - `bff:v1:rate:<scope>:<sha256(who)>`  a rate-limit counter, TTL = its window (app/ratelimit.py)
 - `bff:v1:session:<sha256(session id)>`  the owner a browser session id stands for, TTL = session
   TTL; only ids written here were issued by the BFF
@@ -178,6 +185,18 @@ def session_key(session_id: str) -> str:
     return f"{PREFIX}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
 
 
+def handoff_key(flow_id: str) -> str:
+    return f"{PREFIX}handoff:{{{flow_id}}}"
+
+
+def ticket_key(flow_id: str) -> str:
+    return f"{PREFIX}ticket:{{{flow_id}}}"
+
+
+def page_key(flow_id: str) -> str:
+    return f"{PREFIX}page:{{{flow_id}}}"
+
+
 def link_key(link_id: str) -> str:
     return f"{PREFIX}link:{{{link_id}}}"
 
@@ -280,6 +299,24 @@ else redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) end
 return 1
 """
 
+# Redeems a native flow's handoff code: the code (its hash, ARGV[1]) must be the one stored; it is
+# then burnt whatever follows. The flow must be at the version read (ARGV[4]), carry the
+# challenge S256(verifier) (ARGV[2]) and belong to the caller (ARGV[3]); it is then claimed
+# (ARGV[5]) with its lease (ARGV[6], PX ARGV[7]). 1 redeemed; 0 refused.
+REDEEM_HANDOFF_SCRIPT = """
+local stored = redis.call('GET', KEYS[1])
+if not stored or stored ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+local current = redis.call('GET', KEYS[2])
+if not current then return 0 end
+local flow = cjson.decode(current)
+if flow['version'] ~= tonumber(ARGV[4]) or flow['code_challenge'] ~= ARGV[2]
+  or flow['session_hash'] ~= ARGV[3] or not flow['awaiting_handoff'] then return 0 end
+redis.call('SET', KEYS[2], ARGV[5], 'KEEPTTL')
+redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
+return 1
+"""
+
 LinkWrite = Literal["written", "kept", "elsewhere"]
 _LINK_WRITE: dict[int, LinkWrite] = {1: "written", 0: "kept", -1: "elsewhere"}
 
@@ -330,6 +367,7 @@ class Store:
         self.login_ttl = login_ttl
         self._cas = redis.register_script(CAS_FLOW_SCRIPT)
         self._write_link = redis.register_script(WRITE_LINK_SCRIPT)
+        self._redeem_handoff = redis.register_script(REDEEM_HANDOFF_SCRIPT)
         self._take_lease = redis.register_script(TAKE_LEASE_SCRIPT)
         self._keep_lease = redis.register_script(KEEP_LEASE_SCRIPT)
 
@@ -485,6 +523,57 @@ class Store:
 
     def unseal(self, sealed: str, flow_id: str) -> str | None:
         return self.sealer.open(sealed, flow_key(flow_id))
+
+    # -- native handoff ----------------------------------------------------------------------
+
+    async def put_handoff(self, flow_id: str, code_hash: str, ttl: int) -> None:
+        await call_redis(self._redis.set(handoff_key(flow_id), code_hash, ex=ttl))
+
+    async def redeem_handoff(
+        self,
+        flow: FlowRecord,
+        *,
+        code_hash: str,
+        challenge: str,
+        owner_hash: str,
+        claimed: FlowRecord,
+        lease: Lease,
+    ) -> bool:
+        """One atomic step: the code checked and burnt, the flow's challenge and owner checked,
+        the flow claimed with its lease. False for any refusal (which one is not told)."""
+        flow_id = flow.flow_id
+        result = await call_redis(
+            self._redeem_handoff(
+                keys=[handoff_key(flow_id), flow_key(flow_id), lease_key(flow_id)],
+                args=[
+                    code_hash,
+                    challenge,
+                    owner_hash,
+                    flow.version,
+                    claimed.model_dump_json(),
+                    lease.value(),
+                    lease.key_ttl_ms,
+                ],
+            )
+        )
+        return int(result) == 1
+
+    # -- hosted Connect page (app/flows/hosted.py) -------------------------------------------
+
+    async def put_ticket(self, flow_id: str, value: str) -> None:
+        await call_redis(self._redis.set(ticket_key(flow_id), value, ex=self.flow_ttl))
+
+    async def take_ticket(self, flow_id: str) -> str | None:
+        """The ticket's record, deleted in the same step (GETDEL): single use."""
+        value = await call_redis(self._redis.getdel(ticket_key(flow_id)))
+        return None if value is None else str(value)
+
+    async def put_page(self, flow_id: str, value: str) -> None:
+        await call_redis(self._redis.set(page_key(flow_id), value, ex=self.flow_ttl))
+
+    async def get_page(self, flow_id: str) -> str | None:
+        value = await call_redis(self._redis.get(page_key(flow_id)))
+        return None if value is None else str(value)
 
     # -- links -------------------------------------------------------------------------------
 

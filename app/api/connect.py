@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from app.api.deps import FlowsDep
+from app.api.hosted import HostedDep
 from app.api.identity import FlowCallerDep, FlowStarterDep
 from app.api.limits import rate_limited
 from app.api.schemas import CompleteIn, ConnectSessionIn, ConnectSessionOut, FlowId, FlowOut
 from app.api.security import require_json
 from app.api.session import SessionRotationDep
+from app.flows import checked_challenge
 
 router = APIRouter(prefix="/v1/connect", tags=["connect"])
 
@@ -21,21 +23,36 @@ router = APIRouter(prefix="/v1/connect", tags=["connect"])
     dependencies=[Depends(require_json), rate_limited("start")],
 )
 async def start_connect(
-    body: ConnectSessionIn, flows: FlowsDep, session: FlowStarterDep
+    body: ConnectSessionIn, flows: FlowsDep, hosted: HostedDep, session: FlowStarterDep
 ) -> ConnectSessionOut:
-    started = await flows.start_connect(
-        session=session.owner,
-        language=body.language,
-        return_url=body.return_url,
-        tag=body.tag,
-        options=body.options.model_dump(exclude_none=True),
-    )
+    challenge = checked_challenge(body.code_challenge, body.code_challenge_method)
+    options = body.options.model_dump(exclude_none=True)
+    hosted_url: str | None = None
+    if challenge is not None:  # a native app's: Connect runs in the hosted page (api/hosted.py)
+        native = await hosted.start(
+            session=session.owner,
+            language=body.language,
+            return_url=body.return_url,
+            tag=body.tag,
+            options=options,
+            code_challenge=challenge,
+        )
+        started, hosted_url = native.session, native.hosted_url
+    else:
+        started = await flows.start_connect(
+            session=session.owner,
+            language=body.language,
+            return_url=body.return_url,
+            tag=body.tag,
+            options=options,
+        )
     await session.keep()
     return ConnectSessionOut(
         flow_id=started.flow.flow_id,
         iframe_url=started.iframe_url,
         connect_origin=started.connect_origin,
         expires_at=started.flow.expires_at,
+        hosted_url=hosted_url,
     )
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from app.api.deps import FlowsDep
 from app.api.identity import CallerDep
-from app.api.schemas import FlowId, FlowOut, MfaIn
+from app.api.schemas import FlowId, FlowOut, HandoffIn, MfaIn
 from app.api.security import require_json
 from app.api.session import SessionRotationDep
 
@@ -36,6 +36,26 @@ async def answer_mfa(
     flow_id: FlowId,
 ) -> FlowOut:
     read = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
+    if read.connected_now:
+        await rotation.after(read.flow.status)
+    return FlowOut.of(read.flow)
+
+
+@router.post(
+    "/{flow_id}/handoff",
+    summary="A native app redeems its handoff code with the PKCE verifier; answers the flow",
+    dependencies=[Depends(require_json)],
+)
+async def redeem_handoff(
+    body: HandoffIn,
+    flows: FlowsDep,
+    session: CallerDep,
+    rotation: SessionRotationDep,
+    flow_id: FlowId,
+) -> FlowOut:
+    read = await flows.redeem_handoff(
+        session=session, flow_id=flow_id, code=body.handoff_code, verifier=body.code_verifier
+    )
     if read.connected_now:
         await rotation.after(read.flow.status)
     return FlowOut.of(read.flow)

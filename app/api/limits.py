@@ -20,7 +20,10 @@ def rate_limited(action: str) -> Any:
         session: CallerDep,
     ) -> None:
         peer = request.client.host if request.client else None
-        client_ip = client_address.resolve(peer, request.headers.get("x-forwarded-for"))
+        # Every X-Forwarded-For line, in order: a proxy that appends its own line after the
+        # client's must not let the client's (forged) first line decide.
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+        client_ip = client_address.resolve(peer, forwarded)
         await limiter.check(action, client_ip=client_ip, session=session)
 
     return Depends(check)

@@ -16,7 +16,7 @@ from app.api.schemas import OAuthSessionIn, OAuthSessionOut, Url
 from app.api.security import require_json
 from app.api.session import SessionDep, SessionRotationDep
 from app.errors import AppError, LoginOwnedElsewhere, StateInvalid
-from app.flows import INSTITUTION_ID_PATTERN, CallbackResult, Language
+from app.flows import INSTITUTION_ID_PATTERN, CallbackResult, Language, checked_challenge
 
 router = APIRouter(prefix="/v1/oauth", tags=["oauth"])
 
@@ -73,6 +73,7 @@ async def create_session(
         institution=body.institution,
         return_url=body.return_url,
         language=body.language,
+        code_challenge=checked_challenge(body.code_challenge, body.code_challenge_method),
     )
     await session.keep()
     return OAuthSessionOut(
@@ -101,6 +102,9 @@ def _bank_error(request: Request) -> str | None:
 def _return_location(result: CallbackResult) -> str:
     parts = urlsplit(result.return_url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    if result.handoff_code is not None:  # to a native app, which redeems it with its verifier
+        query += [("flow_id", result.flow_id), ("handoff_code", result.handoff_code)]
+        return urlunsplit(parts._replace(query=urlencode(query), fragment=""))
     query += [("flow_id", result.flow_id), ("status", result.status)]
     if result.error_code:
         query.append(("error", result.error_code))

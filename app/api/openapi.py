@@ -31,6 +31,7 @@ from app.errors import (
     Conflict,
     FlowExpired,
     FlowNotFound,
+    HandoffInvalid,
     HeadersTooLarge,
     IdentityUnavailable,
     LinkNotFound,
@@ -85,7 +86,17 @@ LINK: Final[Errors] = (*PARAMS, LinkNotFound)
 # The table: every API operation, by operation id, and the errors it can answer.
 OPERATION_ERRORS: Final[dict[str, Errors]] = {
     "tokens-mint_authorize_token": (*EVERY, *POST, *AUTH, *RATE_LIMITED, *FLINKS),
-    "connect-start_connect": (*EVERY, *POST, *BODY, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
+    # HandoffInvalid: a code_challenge that is not a well-formed S256 one (a native app's flow).
+    "connect-start_connect": (
+        *EVERY,
+        *POST,
+        *BODY,
+        *AUTH,
+        *RATE_LIMITED,
+        *RETURN_URL,
+        HandoffInvalid,
+        *FLINKS,
+    ),
     "connect-complete_connect": (*EVERY, *POST, *BODY, *AUTH, *OWN_FLOW, *OWNED, *FLINKS, *SETTLES),
     "oauth-start": (*EVERY, *PARAMS, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
     "oauth-create_session": (*EVERY, *POST, *BODY, *AUTH, *RATE_LIMITED, *RETURN_URL, *FLINKS),
@@ -104,6 +115,18 @@ OPERATION_ERRORS: Final[dict[str, Errors]] = {
         *SETTLES,
     ),
     "flows-answer_mfa": (*EVERY, *POST, *BODY, *AUTH, *OWN_FLOW, *FLINKS, *SETTLES),
+    # Every refusal of the handoff itself is handoff_invalid (which part, not told).
+    "flows-redeem_handoff": (
+        *EVERY,
+        *POST,
+        *BODY,
+        *AUTH,
+        HandoffInvalid,
+        *OWNED,
+        Conflict,
+        *FLINKS,
+        *SETTLES,
+    ),
     "links-list_links": (*EVERY, *AUTH),
     "links-get_link": (*EVERY, *AUTH, *LINK),
     # Conflict: being deleted by another request, or Flinks still processing the account.
@@ -131,6 +154,7 @@ SECURITY: Final[dict[str, list[Requirement]]] = {
     "oauth-callback": SESSION,
     "flows-get_flow": CALLER,
     "flows-answer_mfa": CALLER,
+    "flows-redeem_handoff": CALLER,
     # Session mode without a session: an empty list, not a 401.
     "links-list_links": [{}, *CALLER],
     "links-get_link": CALLER,

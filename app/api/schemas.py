@@ -93,18 +93,56 @@ class ConnectOptions(StrictBody):
         return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+NATIVE_CONNECT = (
+    "A native app's flow (RFC 7636): BASE64URL(SHA256(code_verifier)); `return_url` is then "
+    "required. The answer's `hosted_url` is the BFF's Connect page, which the app opens in the "
+    "system browser; it ends on `return_url?flow_id=…&handoff_code=…`, and the app redeems the "
+    "code with `POST /v1/flows/{flow_id}/handoff`. Anything but a well-formed S256 challenge is "
+    "400 `handoff_invalid`."
+)
+
+
 class ConnectSessionIn(StrictBody):
     language: Language = "en"
     return_url: Url | None = Field(None, description="Exactly one of BFF_RETURN_URLS.")
     tag: Tag | None = None
     options: ConnectOptions = Field(default_factory=ConnectOptions)
+    code_challenge: Annotated[str, MaxLen(256)] | None = Field(None, description=NATIVE_CONNECT)
+    code_challenge_method: Annotated[str, MaxLen(16)] | None = Field(
+        None, description="`S256` (`plain` is refused)."
+    )
 
 
 class ConnectSessionOut(BaseModel):
     flow_id: str
-    iframe_url: str
+    iframe_url: str | None = Field(
+        description="Connect's iframe URL (a fresh authorize token in it); null for a native "
+        "app's flow, whose hosted page mints its own."
+    )
     connect_origin: str
     expires_at: datetime
+    hosted_url: str | None = Field(
+        None,
+        description="A native app's flow only: the hosted Connect page to open in the system "
+        "browser. Its `#ticket=` fragment opens it once; never log or share this URL.",
+    )
+
+
+class HostedOpenIn(StrictBody):
+    """No ticket: the page reopens with its own cookie (a reload)."""
+
+    ticket: Annotated[str, MaxLen(256)] | None = None
+
+
+class HostedOpenOut(BaseModel):
+    iframe_url: str = Field(description="Connect's iframe URL, with a freshly minted token.")
+    connect_origin: str
+
+
+class HostedCompleteOut(BaseModel):
+    location: str = Field(
+        description="Where the page goes: the flow's return URL with `flow_id` and `handoff_code`."
+    )
 
 
 LoginId = Annotated[
@@ -144,10 +182,29 @@ class MfaIn(StrictBody):
     )
 
 
+NATIVE = (
+    "A native app's flow (RFC 8252, RFC 7636): BASE64URL(SHA256(code_verifier)). The callback "
+    "then sends the system browser to `return_url?flow_id=…&handoff_code=…`, and the app redeems "
+    "the code with `POST /v1/flows/{flow_id}/handoff`. Anything but a well-formed S256 "
+    "challenge is 400 `handoff_invalid`."
+)
+
+
 class OAuthSessionIn(StrictBody):
     institution: InstitutionId
     return_url: Url | None = Field(None, description="Exactly one of BFF_RETURN_URLS.")
     language: Language = "en"
+    code_challenge: Annotated[str, MaxLen(256)] | None = Field(None, description=NATIVE)
+    code_challenge_method: Annotated[str, MaxLen(16)] | None = Field(
+        None, description="`S256` (`plain` is refused)."
+    )
+
+
+class HandoffIn(StrictBody):
+    """Lengths are checked by the handoff itself: every refusal is the same `handoff_invalid`."""
+
+    handoff_code: Annotated[str, MaxLen(256)]
+    code_verifier: Annotated[str, MaxLen(256)]
 
 
 class OAuthSessionOut(BaseModel):

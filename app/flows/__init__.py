@@ -4,6 +4,7 @@ sessions that own them (sessions.py). No HTTP framework, no raw httpx, no raw Re
 The API layer imports from here, never from the store.
 """
 
+from app.flows.handoff import checked_challenge
 from app.flows.links import (
     Account,
     AccountData,
@@ -51,6 +52,7 @@ __all__ = [
     "Links",
     "Transaction",
     "TransactionsPage",
+    "checked_challenge",
     "BrowserSession",
     "BrowserSessions",
     "CallbackResult",

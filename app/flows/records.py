@@ -26,6 +26,11 @@ INSTITUTION_ID = re.compile(INSTITUTION_ID_PATTERN)
 InstitutionId = Annotated[str, StringConstraints(pattern=INSTITUTION_ID_PATTERN)]
 
 
+# A native app's OAuth state is bound to its flow's PKCE challenge, not to a browser session
+# (the system browser does not share the app's cookies): stored under this in place of one.
+NATIVE_BINDING = "\x00native"
+
+
 def new_flow_id() -> str:
     return secrets.token_urlsafe(16)
 
@@ -92,6 +97,10 @@ class FlowRecord(BaseModel):
     # link a connected flow makes is filed under it. `session_hash` is what access checks use.
     owner: str | None = None
     link_id: str | None = None
+    # A native app's flow (RFC 7636): its PKCE S256 challenge, and whether the bank's (or
+    # Connect's) loginId is in, waiting for the app to redeem the handoff code with the verifier.
+    code_challenge: str | None = None
+    awaiting_handoff: bool = False
 
     @classmethod
     def new(

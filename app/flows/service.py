@@ -13,7 +13,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Literal
@@ -26,6 +26,7 @@ from app.errors import (
     Conflict,
     FlowExpired,
     FlowNotFound,
+    HandoffInvalid,
     LoginOwnedElsewhere,
     ReturnUrlNotAllowed,
     StateInvalid,
@@ -40,13 +41,16 @@ from app.flinks import (
     build_connect_url,
     outcome_for_oauth_error,
 )
+from app.flows import handoff
 from app.flows.links import LinkPolicy, Links
 from app.flows.mfa import security_responses
 from app.flows.records import (
+    NATIVE_BINDING,
     FlowKind,
     FlowRecord,
     FlowStatus,
     Language,
+    session_hash,
 )
 from app.flows.runner import Continuation, FlowRunner, Timing, app_error
 from app.flows.tasks import TaskRegistry
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     # Only a type here: the store imports app.flows.records, so importing it at run time would
     # go round through this package's __init__.
     from app.store import Store
+
 
 log = logging.getLogger("app.flows")
 
@@ -81,6 +86,7 @@ class FlowConfig:
     # where a Connect that ignores jsRedirect brings the loginId. None: the flow's return URL.
     connect_landing_url: str | None = None
     connect_authorize: ConnectAuthorize = "cached"
+    handoff_ttl: int = 120
     timing: Timing = field(default_factory=Timing)
     links: LinkPolicy = field(default_factory=LinkPolicy)
 
@@ -93,8 +99,11 @@ class MintedToken:
 
 @dataclass(frozen=True, slots=True)
 class ConnectSession:
+    """`iframe_url` is None for a native app's flow: its Connect runs in the BFF's hosted page
+    (app/flows/hosted.py), which mints its own token when the page opens."""
+
     flow: FlowRecord
-    iframe_url: str
+    iframe_url: str | None
     connect_origin: str
 
 
@@ -115,13 +124,15 @@ class StatusRead:
 
 @dataclass(frozen=True, slots=True)
 class CallbackResult:
-    """Where the browser goes after the callback: the flow's own, allow-listed return URL."""
+    """Where the browser goes after the callback: the flow's own, allow-listed return URL, with
+    the flow's status; or, for a native app's flow that got its loginId, the handoff code."""
 
     return_url: str
     flow_id: str
     status: FlowStatus
     error_code: str | None
     connected_now: bool = False
+    handoff_code: str | None = field(default=None, repr=False)
 
 
 def _is_login_id(value: str) -> bool:
@@ -153,6 +164,10 @@ class Flows:
         )
 
     @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def flinks(self) -> FlinksClient:
         if self._flinks is None:
             raise UpstreamUnavailable("Flinks is not configured (FLINKS_CUSTOMER_ID, ...).")
@@ -182,16 +197,22 @@ class Flows:
         return_url: str | None,
         tag: str | None,
         options: Mapping[str, object],
+        code_challenge: str | None = None,
     ) -> ConnectSession:
+        """`code_challenge` (checked, S256): a native app's flow, which needs its return URL
+        and completes through the hosted page and a handoff code; no token is minted here."""
         return_url = self._checked_return_url(return_url)
+        if code_challenge is not None and return_url is None:
+            raise ValidationFailed("A native app's flow needs its return_url.")
         # Validate the options before anything is minted or stored.
         build = self._connect_url_builder(language, return_url, tag, options)
-        minted = await self.mint_token()
+        minted = await self.mint_token() if code_challenge is None else None
         flow = self._new_flow(
             kind="connect", session=session, language=language, return_url=return_url, tag=tag
-        )
+        ).model_copy(update={"code_challenge": code_challenge})
         await self.store.create_flow(flow)
-        return ConnectSession(flow, build(minted.token, flow.flow_id), self.config.connect_origin)
+        iframe_url = build(minted.token, flow.flow_id) if minted is not None else None
+        return ConnectSession(flow, iframe_url, self.config.connect_origin)
 
     def _connect_url_builder(
         self,
@@ -217,6 +238,8 @@ class Flows:
         if not _is_login_id(login_id):
             raise ValidationFailed("login_id must be the UUID Flinks Connect sent.")
         flow = await self._owned_flow(session, flow_id, kind="connect")
+        if flow.code_challenge is not None:
+            raise Conflict("A native app's flow completes through its handoff code.")
         if flow.status == "started":
             await self._claim_login(flow, login_id)
             flinks = self.flinks
@@ -260,7 +283,10 @@ class Flows:
         return_url: str | None,
         language: Language,
         tag: str | None = None,
+        code_challenge: str | None = None,
     ) -> OAuthStart:
+        """`code_challenge` (checked, S256): a native app's flow, whose state is bound to the
+        challenge rather than to this caller's browser session (app/flows/handoff.py)."""
         return_url = self._checked_return_url(return_url) or self.config.return_urls[0]
         if institution not in self.config.institutions:
             raise ValidationFailed("institution is not one this service links.")
@@ -272,8 +298,9 @@ class Flows:
             institution=institution,
             return_url=return_url,
             tag=tag,
-        )
-        await self.store.create_flow(flow, state=state, session=session)
+        ).model_copy(update={"code_challenge": code_challenge})
+        binding = NATIVE_BINDING if code_challenge is not None else session
+        await self.store.create_flow(flow, state=state, session=binding)
         try:
             location = await self.flinks.oauth_authorize_location(
                 institution=institution,
@@ -294,14 +321,20 @@ class Flows:
         login_id: str | None,
         error: str | None,
     ) -> CallbackResult:
-        # Nothing reaches Flinks until the state is consumed, bound to this browser's session.
-        if not session or not state or not STATE.fullmatch(state):
+        # Nothing reaches Flinks until the state is consumed, bound to this browser's session
+        # (or, for a native app's flow, to its PKCE challenge: the system browser has no cookie).
+        if not state or not STATE.fullmatch(state):
             raise StateInvalid
-        flow_id = await self.store.consume_state(state, session)
+        flow_id = await self.store.consume_state(state, session) if session else None
+        native = flow_id is None
+        if native:
+            flow_id = await self.store.consume_state(state, NATIVE_BINDING)
         if flow_id is None:
             raise StateInvalid
         flow = await self.store.get_flow(flow_id)
-        if flow is None or not flow.owned_by(session) or flow.kind != "oauth":
+        if flow is None or flow.kind != "oauth" or flow.awaiting_handoff:
+            raise StateInvalid
+        if not (flow.code_challenge is not None if native else flow.owned_by(session)):
             raise StateInvalid
         if flow.status != "started" or self._expired(flow):
             raise StateInvalid
@@ -311,6 +344,9 @@ class Flows:
             message = outcome.message if outcome else "The bank's answer could not be used."
             failed = await self.runner.record_failure(flow, code, message)
             return self._callback_result(StatusRead(failed, connected_now=False))
+        if native:
+            code = await self.issue_handoff(flow, login_id)
+            return replace(self._callback_result(StatusRead(flow, False)), handoff_code=code)
         await self._claim_login(flow, login_id)
         flinks = self.flinks
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
@@ -336,6 +372,69 @@ class Flows:
             error_code=flow.error.code if flow.error else None,
             connected_now=read.connected_now,
         )
+
+    # -- native apps: the handoff ------------------------------------------------------------
+
+    async def issue_handoff(self, flow: FlowRecord, login_id: str) -> str:
+        """Seals the loginId into a native flow and makes its one-time handoff code (no Flinks
+        call yet: that waits for the app, which alone holds the PKCE verifier)."""
+        waiting = flow.next(awaiting_handoff=True, checked_at=self._clock.now())
+        if not await self.store.replace_flow(flow.version, waiting, login_id=login_id):
+            raise StateInvalid
+        code = handoff.new_code()
+        await self.store.put_handoff(flow.flow_id, handoff.code_hash(code), self.config.handoff_ttl)
+        log.info("flow.handoff_issued", extra={"flow_id": flow.flow_id})
+        return code
+
+    async def redeem_handoff(
+        self, *, session: str | None, flow_id: str, code: str, verifier: str
+    ) -> StatusRead:
+        """The app's half: the code (single use, unexpired, this flow's), S256(verifier) equal
+        to the flow's challenge and the caller its owner, all checked and the flow claimed in one
+        atomic step; only then the loginId's ownership and the /Authorize (live and saved for
+        OAuth; as configured for Connect). Any refusal is `handoff_invalid`."""
+        flow = await self.store.get_flow(flow_id)
+        refused = (
+            flow is None
+            or flow.code_challenge is None
+            or not flow.awaiting_handoff
+            or self._expired(flow)
+            or not handoff.CODE.fullmatch(code)
+        )
+        if refused or flow is None:
+            log.warning("security.handoff_refused", extra={"flow_id": flow_id})
+            raise HandoffInvalid
+        claimed = flow.next(
+            status="authorizing", awaiting_handoff=False, checked_at=self._clock.now()
+        )
+        lease = self.runner.new_lease(flow_id)
+        redeemed = await self.store.redeem_handoff(
+            flow,
+            code_hash=handoff.code_hash(code),
+            # A code that matches is burnt whatever else is wrong: a malformed verifier or no
+            # caller goes through the script too, as a value no flow holds.
+            challenge=handoff.verifier_challenge(verifier),
+            owner_hash=session_hash(session) if session is not None else "",
+            claimed=claimed,
+            lease=lease,
+        )
+        if not redeemed:
+            log.warning("security.handoff_refused", extra={"flow_id": flow_id})
+            raise HandoffInvalid
+        login_id = await self.store.get_login_id(flow_id)
+        if login_id is None:
+            await self.runner.record_failure(claimed, "handoff_invalid", "The link expired.")
+            raise HandoffInvalid
+        await self._claim_login(claimed, login_id)
+        flinks = self.flinks
+        call: Callable[[], Awaitable[AuthorizeOutcome]] = (
+            partial(flinks.authorize_cached, login_id=login_id)
+            if flow.kind == "connect" and self.config.connect_authorize == "cached"
+            else partial(
+                flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag
+            )
+        )
+        return await self._told(await self.runner.start(claimed, lease, self.runner.calling(call)))
 
     async def _claim_login(self, flow: FlowRecord, login_id: str) -> None:
         """The loginId becomes the flow owner's, unless another owner has it: then the flow

@@ -31,6 +31,7 @@ def test_every_operation_has_a_short_explicit_id() -> None:
         ("GET", "/v1/oauth/callback"): "oauth-callback",
         ("GET", "/v1/flows/{flow_id}"): "flows-get_flow",
         ("POST", "/v1/flows/{flow_id}/mfa"): "flows-answer_mfa",
+        ("POST", "/v1/flows/{flow_id}/handoff"): "flows-redeem_handoff",
         ("GET", "/v1/links"): "links-list_links",
         ("GET", "/v1/links/{link_id}"): "links-get_link",
         ("DELETE", "/v1/links/{link_id}"): "links-delete_link",

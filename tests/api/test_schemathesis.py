@@ -19,6 +19,7 @@ from schemathesis.config._checks import (
     NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES,
     NegativeDataRejectionConfig,
 )
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.main import create_app
 from tests.conftest import make_settings
@@ -69,12 +70,27 @@ def flow_owner(bff: str) -> Iterator[requests.Session]:
         yield session
 
 
+# A PKCE challenge, handoff code or verifier is checked by the handoff, not by the schema: any
+# such value the schema allows may still be refused (400 handoff_invalid, one code for every
+# reason, so that the schema does not tell an attacker which part was wrong).
+CHECKED_BY_THE_HANDOFF = {
+    ("POST", "/v1/oauth/sessions"),
+    ("POST", "/v1/connect/sessions"),
+    ("POST", "/v1/flows/{flow_id}/handoff"),
+}
+
+
 @schema.parametrize()
 def test_api_conforms_to_its_schema(case: Any, bff: str, flow_owner: requests.Session) -> None:
     label = f"{case.method} {case.path}"
     CASES[label] = CASES.get(label, 0) + 1
+    excluded = (
+        [positive_data_acceptance] if (case.method, case.path) in CHECKED_BY_THE_HANDOFF else []
+    )
     try:
-        response = case.call_and_validate(base_url=bff, session=flow_owner, timeout=30)
+        response = case.call_and_validate(
+            base_url=bff, session=flow_owner, timeout=30, excluded_checks=excluded
+        )
     except Exception:
         FAILED.append(label)
         raise

@@ -168,7 +168,9 @@ def test_concurrent_callbacks_over_two_processes_succeed_exactly_once(
         ):
             for _ in range(RACE_ROUNDS):
                 before = _authorize_calls(sandbox_sync)
-                browser.cookies.clear()
+                # One owner for every round (its session id rotates as each round connects):
+                # the same sandbox user's loginId comes back each time, and a loginId is its
+                # first owner's (another owner's round would be 409 login_owned_elsewhere).
                 successes, refused = await _race_round(browser, sandbox, urls)
                 results.append((successes, refused, _authorize_calls(sandbox_sync) - before))
         return results

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from app.main import create_app
 from app.ratelimit import ClientAddress, address_bucket
+from app.settings import Settings
 from tests.conftest import issue_session, serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 
@@ -27,7 +28,7 @@ async def _statuses(settings: Any, addresses: list[str]) -> list[int]:
         ]
 
 
-def _limited(redis_url: str, sandbox: Sandbox, per_ip: int, **overrides: object) -> object:
+def _limited(redis_url: str, sandbox: Sandbox, per_ip: int, **overrides: object) -> Settings:
     return bff_settings(
         redis_url,
         sandbox,
@@ -82,3 +83,19 @@ def test_a_trusted_proxy_is_recognised_behind_a_dual_stack_socket() -> None:
     resolver = ClientAddress(["127.0.0.1"])
     assert resolver.resolve("::ffff:127.0.0.1", "198.51.100.7") == "198.51.100.7"
     assert resolver.resolve("::ffff:127.0.0.2", "198.51.100.7") == "::ffff:127.0.0.2"
+
+
+async def test_a_forged_forwarded_for_line_before_the_proxys_own_is_not_believed(
+    redis_url: str, redis: Redis, sandbox: Sandbox
+) -> None:
+    """A proxy that appends its own X-Forwarded-For line after the client's: the client's first
+    line (forged, different each time) must not give it a fresh bucket."""
+    settings = _limited(redis_url, sandbox, per_ip=1)
+    async with serve_in_process(create_app(settings)) as client:
+        await issue_session(client, str(settings.redis_url))
+        statuses = []
+        for forged in ("198.51.100.1", "198.51.100.2"):
+            headers = [("X-Forwarded-For", forged), ("X-Forwarded-For", "203.0.113.5")]
+            response = await client.post("/v1/authorize-tokens", json={}, headers=headers)
+            statuses.append(response.status_code)
+    assert statuses == [201, 429]
