@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -84,11 +85,13 @@ class _Sandbox:
 
 
 @contextmanager
-def _sandbox_process(port: int, redirect_uri: str) -> Iterator[_Sandbox]:
+def _sandbox_process(
+    port: int, redirect_uri: str, extra: dict[str, str] | None = None
+) -> Iterator[_Sandbox]:
     base_url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "SANDBOX_REDIRECT_URIS": redirect_uri},
+        env={**os.environ, "SANDBOX_REDIRECT_URIS": redirect_uri, **(extra or {})},
     )
     try:
         deadline = time.monotonic() + SANDBOX_START_TIMEOUT
@@ -111,6 +114,20 @@ def _sandbox_process(port: int, redirect_uri: str) -> Iterator[_Sandbox]:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _dev_webhooks(settings: Settings, public_url: str) -> dict[str, str]:
+    """Unless told otherwise (FLINKS_WEBHOOKS set), the sandbox posts its webhooks to this BFF,
+    signed with a secret drawn for this run: the sandbox's settings, the BFF's exported."""
+    if "flinks_webhooks" in settings.model_fields_set:
+        return {}
+    secret = secrets.token_urlsafe(32)
+    _export(FLINKS_WEBHOOKS="true", FLINKS_WEBHOOK_SECRET=secret)
+    return {
+        "SANDBOX_WEBHOOK_URL": f"{public_url}/v1/webhooks/flinks",
+        "SANDBOX_WEBHOOK_SECRET": secret,
+        "SANDBOX_WEBHOOK_HEADER": settings.flinks_webhook_header,
+    }
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -225,8 +242,9 @@ def dev(args: argparse.Namespace) -> int:
         else:
             notes.append("  Redis    REDIS_URL from your environment")
         if not settings.flinks_configured:
+            hooks = _dev_webhooks(settings, public_url)
             sandbox = stack.enter_context(
-                _sandbox_process(sandbox_port, f"{public_url}/v1/oauth/callback")
+                _sandbox_process(sandbox_port, f"{public_url}/v1/oauth/callback", hooks)
             )
             watched.append(("the Flinks sandbox", lambda: sandbox.process.poll() is None))
             _export(
@@ -241,6 +259,8 @@ def dev(args: argparse.Namespace) -> int:
             notes.append(f"  Flinks   {sandbox.url} (local sandbox; Connect page at /v2/)")
             notes.append("  Bank     Flinks Capital: Greatday / Everyday (MFA) or greatday_nomfa")
             notes.append("           MFA answers: Montreal, Canada, Triangle")
+            if hooks:
+                notes.append("  Webhooks the sandbox signs and posts them to /v1/webhooks/flinks")
         else:
             notes.append(f"  Flinks   {settings.flinks_base_url}")
         banner = (

@@ -95,6 +95,13 @@ class Unauthenticated(AppError):
     default_detail = "This request needs the caller's identity."
 
 
+class WebhookSignatureInvalid(AppError):
+    # Flinks' webhooks in: the HMAC is missing, malformed or wrong. Its own code, so a
+    # misconfigured FLINKS_WEBHOOK_SECRET or header is told apart from a caller's identity.
+    status, code, title = 401, "webhook_signature_invalid", "The webhook signature is not valid"
+    default_detail = "The body's HMAC-SHA256 (FLINKS_WEBHOOK_SECRET) is missing or does not match."
+
+
 class IdentityUnavailable(AppError):
     # jwt mode: the identity provider's keys cannot be fetched and none are cached. The token
     # may be fine: a 401 would make clients drop it or loop on signing in again.

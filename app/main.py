@@ -14,7 +14,19 @@ import anyio
 import httpx
 from fastapi import FastAPI
 
-from app.api import connect, flows, health, hosted, internal, landing, links, oauth, tokens, web
+from app.api import (
+    connect,
+    flows,
+    health,
+    hosted,
+    internal,
+    landing,
+    links,
+    oauth,
+    tokens,
+    web,
+    webhooks,
+)
 from app.api.deps import State
 from app.api.docs import mount_docs
 from app.api.edge import EdgeLimitsMiddleware
@@ -26,6 +38,7 @@ from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
 from app.flows import BrowserSessions, FlowConfig, Flows, LinkPolicy, TaskRegistry, Timing
+from app.flows.webhooks import FlinksInbox, WebhookMetrics, WebhookPolicy
 from app.identity.callers import Identities
 from app.identity.jwt import JwtConfig, JwtVerifier
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
@@ -33,7 +46,7 @@ from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
 from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
-from app.store import Store, close_redis, connect_redis
+from app.store import Store, WebhookInbox, close_redis, connect_redis
 
 log = logging.getLogger("app.main")
 
@@ -50,9 +63,15 @@ def _register_secrets(settings: Settings) -> None:
         settings.flinks_secret_key,
         settings.flinks_api_key,
         settings.bff_encryption_key,
+        settings.flinks_webhook_secret,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
+
+
+def _webhook_policy(settings: Settings) -> WebhookPolicy:
+    secret = settings.flinks_webhook_secret
+    return WebhookPolicy(secret=secret.get_secret_value().encode() if secret else None)
 
 
 def _encryption_key(settings: Settings) -> bytes:
@@ -152,6 +171,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     clock = clock or SystemClock()
     _register_secrets(settings)
     metrics = Metrics()
+    webhook_metrics = WebhookMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -195,15 +215,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             identities = _identities(settings, http, clock)
             if identities.verifier is not None:  # a key-set fetch in flight is cancelled
                 stack.push_async_callback(identities.verifier.aclose)
+            flows_service = Flows(
+                store,
+                _flinks_client(settings, http, clock, metrics),
+                _flow_config(settings),
+                clock=clock,
+                tasks=tasks,
+            )
+            inbox = FlinksInbox(
+                WebhookInbox(redis, store.sealer),
+                flows_service.links,
+                _webhook_policy(settings),
+                clock,
+                webhook_metrics,
+            )
             state = State(
                 settings=settings,
-                flows=Flows(
-                    store,
-                    _flinks_client(settings, http, clock, metrics),
-                    _flow_config(settings),
-                    clock=clock,
-                    tasks=tasks,
-                ),
+                flows=flows_service,
                 sessions=BrowserSessions(store, ttl=settings.bff_session_ttl),
                 limiter=RateLimiter(
                     RateCounters(redis),
@@ -218,7 +246,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 readiness=readiness,
                 metrics=metrics,
                 identities=identities,
+                flinks_inbox=inbox,
             )
+            if settings.flinks_webhooks:  # stopped before Redis closes (the stack unwinds)
+                inbox.start()
+                stack.push_async_callback(inbox.stop)
             drain.install()
             stack.callback(drain.uninstall)
             log.info(
@@ -251,6 +283,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         flows.router,
         links.router,
         internal.router,
+        webhooks.router,
     ):
         app.include_router(router)
     app.include_router(landing.router)  # Connect's redirectUrl: served in production too
@@ -268,6 +301,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         max_body_bytes=settings.bff_max_body_bytes,
         exempt_paths=UNLIMITED_PATHS,
         registry=metrics.registry,
+        # Flinks' webhooks carry whole account histories: their own cap, when they are on.
+        body_caps={webhooks.PATH: settings.flinks_webhook_max_bytes}
+        if settings.flinks_webhooks
+        else None,
     )
     app.add_middleware(
         BrowserSecurityMiddleware,

@@ -26,6 +26,10 @@ Keys (every one written with its TTL in the same command):
 - `bff:v1:data:{<link_id>}`  the link's account data as the browser may see it, sealed, TTL =
   data TTL; `bff:v1:datajob:{<link_id>}` the Flinks RequestId being prepared (sealed), and
   `bff:v1:datapoll:{<link_id>}` the 10-second gap between two Flinks calls for it
+- `bff:v1:flinks:{inbox}`  Flinks' webhooks in (app/flows/webhooks.py): a Stream of verified
+  deliveries, each body sealed, read by the consumer group `bff` and deleted once processed;
+  `bff:v1:flinksseen:{inbox}:<sha256>` a delivery already taken (de-duplication), TTL = 6 h
+  (Flinks retries 10 times, 30 minutes apart). Same hash tag: one script checks and enqueues.
 
 The braces are Redis Cluster hash tags: a flow's record, loginId and lease live in the same
 slot, so one script can change them together atomically. Every other operation touches one key
@@ -56,7 +60,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -660,3 +664,139 @@ class Store:
             return 0
         remaining = await call_redis(self._redis.pttl(key))
         return max(int(remaining), 1)
+
+
+# -- Flinks webhooks in ------------------------------------------------------------------------
+
+INBOX_KEY = f"{PREFIX}flinks:{{inbox}}"
+INBOX_GROUP = "bff"
+# One entry: the sealed body. Deliveries are small (a GetAccountsDetail body), and the stream is
+# emptied as they are processed, so no MAXLEN: trimming could drop one not yet processed.
+INBOX_FIELD = "event"
+
+# Takes a delivery once: its de-duplication key and the stream entry in one atomic step, so a
+# Redis failure between them cannot mark a delivery seen that was never queued. 1 queued; 0 seen.
+ENQUEUE_WEBHOOK_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+def inbox_seen_key(digest: str) -> str:
+    return f"{PREFIX}flinksseen:{{inbox}}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One delivery from the inbox stream: its entry id and its body (None: unreadable, e.g.
+    sealed under another key)."""
+
+    entry_id: str
+    body: str | None = field(repr=False)
+
+
+class WebhookInbox:
+    """The stream of Flinks' webhooks in, read through a consumer group so that what a dead
+    consumer left pending is claimed by another (XAUTOCLAIM)."""
+
+    def __init__(self, redis: RedisClient, sealer: Sealer) -> None:
+        self._redis = redis
+        self._sealer = sealer
+        self._enqueue = redis.register_script(ENQUEUE_WEBHOOK_SCRIPT)
+
+    async def enqueue(self, digest: str, body: str, seen_ttl: int) -> bool:
+        """Queues `body` unless a delivery with this digest was taken within `seen_ttl`."""
+        sealed = self._sealer.seal(body, INBOX_KEY)
+        result = await call_redis(
+            self._enqueue(
+                keys=[inbox_seen_key(digest), INBOX_KEY],
+                args=[seen_ttl, INBOX_FIELD, sealed],
+            )
+        )
+        return int(result) == 1
+
+    async def ensure_group(self) -> None:
+        try:
+            await call_redis(
+                self._redis.xgroup_create(INBOX_KEY, INBOX_GROUP, id="0", mkstream=True)
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "BUSYGROUP"):  # it exists already
+                raise
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[InboxEntry]:
+        """New deliveries for `consumer` (waiting up to `block_ms` for one)."""
+        try:
+            reply = await call_redis(
+                cast(
+                    Awaitable[list[Any] | None],
+                    self._redis.xreadgroup(
+                        INBOX_GROUP, consumer, {INBOX_KEY: ">"}, count=count, block=block_ms
+                    ),
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure_group()  # the stream was removed (a flushed Redis): start again
+            return []
+        return [self._entry(e) for _, entries in reply or () for e in entries]
+
+    async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[InboxEntry]:
+        """Deliveries another consumer took and left unacknowledged for `min_idle_ms`."""
+        try:
+            reply = await call_redis(
+                self._redis.xautoclaim(
+                    INBOX_KEY, INBOX_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure_group()
+            return []
+        return [self._entry(e) for e in reply[1] if e is not None and e[1] is not None]
+
+    async def done(self, entry_id: str) -> None:
+        """Acknowledged and deleted together (one slot, one transaction)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(INBOX_KEY, INBOX_GROUP, entry_id)
+            pipe.xdel(INBOX_KEY, entry_id)
+            await call_redis(pipe.execute())
+
+    async def pending(self) -> int:
+        """Deliveries taken by a consumer and not yet done (for tests and operators)."""
+        try:
+            summary = await call_redis(self._redis.xpending(INBOX_KEY, INBOX_GROUP))
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            return 0
+        return int(summary["pending"])
+
+    async def length(self) -> int:
+        """Entries in the stream: queued or pending."""
+        return int(await call_redis(self._redis.xlen(INBOX_KEY)))
+
+    async def leave(self, consumer: str) -> None:
+        """Removes `consumer` from the group if it holds nothing pending (best effort): what it
+        holds stays for another to claim."""
+        with contextlib.suppress(RedisError, OSError):
+            held = await self._redis.xpending_range(
+                INBOX_KEY, INBOX_GROUP, min="-", max="+", count=1, consumername=consumer
+            )
+            if not held:
+                await self._redis.xgroup_delconsumer(INBOX_KEY, INBOX_GROUP, consumer)
+
+    def _entry(self, raw: Any) -> InboxEntry:
+        entry_id, fields = raw
+        sealed = fields.get(INBOX_FIELD) if isinstance(fields, dict) else None
+        body = self._sealer.open(str(sealed), INBOX_KEY) if sealed is not None else None
+        return InboxEntry(str(entry_id), body)
+
+
+def _is_reply(exc: StoreUnavailable, prefix: str) -> bool:
+    """Whether Redis refused the command with this error reply (not a lost connection)."""
+    cause = exc.__cause__
+    return isinstance(cause, ResponseError) and str(cause).startswith(prefix)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypedDict
 from fastapi import Depends, Request
 
 from app.flows import BrowserSessions, Flows
+from app.flows.webhooks import FlinksInbox
 from app.identity.callers import Identities
 from app.observability import Metrics
 from app.ratelimit import ClientAddress, RateLimiter
@@ -29,6 +30,7 @@ class State(TypedDict):
     readiness: Readiness
     metrics: Metrics
     identities: Identities
+    flinks_inbox: FlinksInbox
 
 
 def _from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -50,3 +52,4 @@ ClientAddressDep = Annotated[ClientAddress, Depends(_from_state("client_address"
 ReadinessDep = Annotated[Readiness, Depends(_from_state("readiness"))]
 MetricsDep = Annotated[Metrics, Depends(_from_state("metrics"))]
 IdentitiesDep = Annotated[Identities, Depends(_from_state("identities"))]
+FlinksInboxDep = Annotated[FlinksInbox, Depends(_from_state("flinks_inbox"))]

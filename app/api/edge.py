@@ -9,12 +9,13 @@
   the body is read; a body without one (chunked) is counted as it streams and cut at the cap.
   Starlette reads a body whole into memory, so without a cap one request could take it all.
   FastAPI's own `max_body_size` is not used: some of its paths answer plain text, and none
-  closes the connection, so uvicorn would go on reading the rest of the body.
+  closes the connection, so uvicorn would go on reading the rest of the body. A path may have
+  a cap of its own (`body_caps`): Flinks' webhooks carry whole account histories.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.datastructures import Headers
@@ -35,10 +36,12 @@ class EdgeLimitsMiddleware:
         max_body_bytes: int,
         exempt_paths: Iterable[str],
         registry: CollectorRegistry,
+        body_caps: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_inflight = max_inflight
         self.max_body_bytes = max_body_bytes
+        self.body_caps = dict(body_caps or {})  # exact path -> its own cap
         self.exempt_paths = frozenset(exempt_paths)
         self.inflight = 0
         self._gauge = Gauge(
@@ -70,10 +73,10 @@ class EdgeLimitsMiddleware:
             self._gauge.dec()
 
     async def _within_body_cap(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cap = self.max_body_bytes
+        cap = self.body_caps.get(scope["path"], self.max_body_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
-            await _answer(self._too_large(), scope, receive, send)
+            await _answer(_too_large(cap), scope, receive, send)
             return
 
         received = 0
@@ -103,14 +106,15 @@ class EdgeLimitsMiddleware:
 
         await self.app(scope, counted_receive, send_unless_cut)
         if cut and not started:
-            await _answer(self._too_large(), scope, receive, send)
+            await _answer(_too_large(cap), scope, receive, send)
 
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"The body may be at most {self.max_body_bytes} bytes.",
-            # The rest of the body is not read: the connection cannot carry another request.
-            headers={"Connection": "close"},
-        )
+
+def _too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The body may be at most {cap} bytes.",
+        # The rest of the body is not read: the connection cannot carry another request.
+        headers={"Connection": "close"},
+    )
 
 
 async def _answer(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -36,6 +36,7 @@ from app.errors import (
     IdentityUnavailable,
     LinkNotFound,
     LoginOwnedElsewhere,
+    NotFound,
     OriginNotAllowed,
     Overloaded,
     PayloadTooLarge,
@@ -51,6 +52,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     ValidationFailed,
+    WebhookSignatureInvalid,
 )
 from app.settings import Settings, load_settings
 
@@ -135,6 +137,17 @@ OPERATION_ERRORS: Final[dict[str, Errors]] = {
     "links-get_transactions": (*EVERY, *AUTH, *LINK, *FLINKS),
     "internal-get_host_link": (*EVERY, Unauthenticated, *LINK),
     "internal-get_owner_links": (*EVERY, Unauthenticated, *PARAMS),
+    # Flinks' servers: never JSON-checked by content type (the signature covers the raw bytes,
+    # which are then read as JSON: 400 if they are not an object); an Origin is refused (403).
+    # NotFound: webhooks are off (FLINKS_WEBHOOKS=false).
+    "webhooks-receive_flinks_webhook": (
+        *EVERY,
+        NotFound,
+        OriginNotAllowed,
+        PayloadTooLarge,
+        WebhookSignatureInvalid,
+        BadRequest,
+    ),
 }
 # The operations that answer a person's browser (Accept: text/html) a page instead of JSON.
 HTML_ERRORS: Final[dict[str, Errors]] = {"oauth-callback": (StateInvalid, LoginOwnedElsewhere)}
@@ -163,6 +176,7 @@ SECURITY: Final[dict[str, list[Requirement]]] = {
     "links-get_transactions": CALLER,
     "internal-get_host_link": [{"service_token": []}],
     "internal-get_owner_links": [{"service_token": []}],
+    "webhooks-receive_flinks_webhook": [{"flinks_signature": []}],
 }
 
 # Allow-lists of a deployment: described in the contract, listed only in the live document.
@@ -203,6 +217,14 @@ SECURITY_SCHEMES: Final = {
         "scheme": "bearer",
         "description": "The host backend's service token (its SHA-256 digest is in "
         "BFF_SERVICE_TOKENS). /internal/v1 only; never from a browser.",
+    },
+    "flinks_signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "flinks-authenticity-key",
+        "description": "Flinks' webhook signature: Base64 of HMAC-SHA256 of the raw body under "
+        "FLINKS_WEBHOOK_SECRET. The header is FLINKS_WEBHOOK_HEADER (this default, or "
+        "X-Flinks-Signature as a newer Flinks guide names it).",
     },
 }
 RETRY_AFTER: Final = {

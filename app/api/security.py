@@ -29,7 +29,9 @@ ALLOW_METHODS = "GET, POST, DELETE"
 ALLOW_HEADERS = "authorization, content-type, x-request-id"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 NO_STORE_PREFIXES = ("/v1/", "/internal/", "/livez", "/readyz", "/metrics")
-NO_CORS_PREFIX = "/internal/"
+# Never for a browser: the host backend's routes and Flinks' webhooks (servers send no Origin;
+# a request that carries one is refused by the CSRF check below).
+NO_CORS_PREFIXES = ("/internal/", "/v1/webhooks/")
 
 
 def demo_csp(connect_origin: str) -> str:
@@ -64,11 +66,11 @@ class BrowserSecurityMiddleware:
         method: str = scope["method"]
         path: str = scope["path"]
         origin = headers.get("origin")
-        # The host backend's routes are never for a browser: no origin is allowed there.
+        # The host backend's routes and webhooks are never for a browser: no origin is allowed.
         origin_allowed = (
             origin is not None
             and origin in self.allowed_origins
-            and not path.startswith(NO_CORS_PREFIX)
+            and not path.startswith(NO_CORS_PREFIXES)
         )
         send = self._decorating(send, path, origin if origin_allowed else None)
 

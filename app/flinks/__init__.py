@@ -1,7 +1,7 @@
 """The Flinks API client package. It knows nothing of Redis, FastAPI or the rest of `app/`."""
 
 from app.flinks.breaker import BreakerState, CircuitBreaker
-from app.flinks.client import MAX_BODY_BYTES, Endpoint, FlinksClient
+from app.flinks.client import MAX_BODY_BYTES, Endpoint, FlinksClient, accounts_in_payload
 from app.flinks.codes import (
     FLINKS_CODE_OUTCOMES,
     FLINKS_ERROR,
@@ -47,6 +47,7 @@ from app.flinks.outcomes import (
 from app.flinks.policies import FlinksTimeouts, RetryPolicy
 
 __all__ = [
+    "accounts_in_payload",
     "CONNECT_OPTIONS",
     "FLINKS_CODE_OUTCOMES",
     "FLINKS_ERROR",

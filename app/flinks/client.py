@@ -686,6 +686,13 @@ def _accounts_outcome(reply: _Reply, request_id: str) -> AccountsOutcome:
     raise reply.error()
 
 
+def accounts_in_payload(payload: Mapping[str, object]) -> tuple[FlinksAccount, ...]:
+    """The accounts of a GetAccountsDetail body that did not come as an answer to a call (a
+    webhook's `ResponseType: GetAccountsDetail`, the same payload as the 200). ValueError
+    (pydantic's ValidationError) when it cannot be read."""
+    return _accounts(AccountsResponse.model_validate(payload))
+
+
 def _accounts(response: AccountsResponse) -> tuple[FlinksAccount, ...]:
     """The accounts, without what the BFF must not hold: no holder details (never parsed),
     no account or transaction without an id, no transaction without a date (counted in one

@@ -374,6 +374,11 @@ class Links:
             await self.store.put_data_job(link.link_id, pending, self.policy.job_ttl)
             return self._pending()
         assert isinstance(result, AccountsReady)  # noqa: S101 - AccountsOutcome has two kinds
+        return await self.accept_data(link, result)
+
+    async def accept_data(self, link: LinkRecord, result: AccountsReady) -> AccountData:
+        """Flinks' accounts for the link, however they came (an answer, a webhook): cached, as
+        the browser may see them, for `data_ttl`; any job for them is done."""
         data = _account_data(result, self._clock.now())
         await self.store.put_data(link.link_id, data.model_dump_json(), self.policy.data_ttl)
         await self.store.drop_data(link.link_id, job_only=True)

@@ -17,20 +17,22 @@ from app.sandbox.dev_identity import DevIdentity
 from app.sandbox.middleware import SandboxMiddleware
 from app.sandbox.oauth import OAuth
 from app.sandbox.state import SandboxState
+from app.sandbox.webhooks import Webhooks
 
 
 def create_sandbox_app(settings: SandboxSettings | None = None) -> Starlette:
     """A new sandbox with its own in-memory state (``app.state.sandbox``)."""
     settings = settings or SandboxSettings()
     state = SandboxState(settings)
-    authorizer = Authorizer(state)
+    webhooks = Webhooks(state)
+    authorizer = Authorizer(state, webhooks)
     oauth = OAuth(state, authorizer)
     # The API routes come first: routing is linear and they carry the load in benchmarks.
-    routes: list[BaseRoute] = [*BankingApi(state, authorizer).routes()]
+    routes: list[BaseRoute] = [*BankingApi(state, authorizer, webhooks).routes()]
     routes += oauth.routes()
     routes += Connect(state, authorizer).routes()
     if settings.control_api:
-        routes += Control(state, authorizer, oauth).routes()
+        routes += Control(state, authorizer, oauth, webhooks).routes()
         routes += DevIdentity(settings).routes()
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -44,4 +46,5 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> Starlette:
         exception_handlers={404: not_found},
     )
     app.state.sandbox = state
+    app.state.webhooks = webhooks
     return app

@@ -16,6 +16,7 @@ from app.sandbox.state import (
     SessionStatus,
 )
 from app.sandbox.users import BankUser, Behaviour, check_credentials
+from app.sandbox.webhooks import Webhooks
 
 # Wrong answers a sign-in may give under wrong_answer=new_challenge before it ends.
 MAX_WRONG_ANSWERS = 3
@@ -59,8 +60,9 @@ class Outcome:
 
 
 class Authorizer:
-    def __init__(self, state: SandboxState) -> None:
+    def __init__(self, state: SandboxState, webhooks: Webhooks | None = None) -> None:
         self.state = state
+        self.webhooks = webhooks
 
     def with_credentials(
         self,
@@ -342,6 +344,11 @@ class Authorizer:
         now = self._now()
         if session.purpose is Purpose.CONNECT and live:
             card.connected_at = now
+        if live and not failing and self.webhooks is not None:
+            # An extraction: KYC now; Connect and the bank page also start GetAccountsDetail's
+            # processing themselves (the API's client starts it with its own call).
+            by_itself = session.purpose is not Purpose.API
+            self.webhooks.extracted(card, session.request_id, session.tag, with_detail=by_itself)
         if session.purpose is Purpose.BANK or failing:
             # Only a LoginId comes out of these: no data session to read from.
             state.sessions.pop(session.request_id)

@@ -29,6 +29,7 @@ from app.sandbox.state import (
     SessionStatus,
 )
 from app.sandbox.users import INSTITUTION
+from app.sandbox.webhooks import Webhooks
 
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _LOGIN_CODES = ("INVALID_LOGIN", "INVALID_REQUEST")
@@ -43,9 +44,12 @@ class _Endpoint:
 
 
 class BankingApi:
-    def __init__(self, state: SandboxState, authorizer: Authorizer) -> None:
+    def __init__(
+        self, state: SandboxState, authorizer: Authorizer, webhooks: Webhooks | None = None
+    ) -> None:
         self.state = state
         self.authorizer = authorizer
+        self.webhooks = webhooks
         self.endpoints: dict[str, _Endpoint] = {
             "generateauthorizetoken": _Endpoint("POST", self.generate_token, False),
             "authorize": _Endpoint("POST", self.authorize, False),
@@ -304,6 +308,11 @@ class BankingApi:
             # GET before any POST starts it too (with the default options) rather than failing.
             polls = self.state.switches.detail_pending_polls
             job = session.detail = DetailJob(_detail_options(body), polls)
+            if self.webhooks is not None:
+                # Flinks' webhook carries the data as soon as processing ends; the sandbox's
+                # processing is done at once (the 202s only delay the API's answer).
+                body_ = self._detail_body(session, job.options)
+                job.announced = bool(self.webhooks.accounts_detail(session.card.login_id, body_))
         elif arg is None and job.delivered:
             job.options = _detail_options(body)  # processed data is served at once, as asked
         if job.polls_left > 0:
@@ -313,12 +322,12 @@ class BankingApi:
             )
             return self._reply(call, 202, pending)
         job.delivered = True
+        return self._reply(call, 200, self._detail_body(session, job.options))
+
+    def _detail_body(self, session: AuthSession, options: data.DetailOptions) -> p.JSON:
+        assert session.card is not None  # noqa: S101 - an authorized session has its card
         today = self.state.clock.utcnow().date()
-        accounts = data.accounts_detail(session.card.login_id, today, job.options)
-        envelope = data.envelope(
-            accounts, p.login_object(session.card), session.request_id, session.tag
-        )
-        return self._reply(call, 200, envelope)
+        return p.accounts_detail_body(session.card, session.request_id, session.tag, today, options)
 
     # -- cards --------------------------------------------------------------------------------
 
@@ -339,7 +348,7 @@ class BankingApi:
             s.card is card
             and s.expires_at > now
             and s.detail is not None
-            and not s.detail.delivered
+            and not (s.detail.delivered or s.detail.announced)
             for s in self.state.sessions.values()
         )
         if busy:

@@ -13,6 +13,16 @@ from pydantic import ValidationError
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.config import SandboxSettings
 
+
+def _boolean(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 # flag -> (settings field, type, help). Flags override SANDBOX_* environment variables.
 _VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--secret-key": ("secret_key", str, "secret for GenerateAuthorizeToken's flinks-auth-key"),
@@ -51,6 +61,22 @@ _VALUE_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     ),
     "--slow-bank-seconds": ("slow_bank_seconds", float, "test_slow_bank's live /Authorize time"),
     "--dispatched-seconds": ("dispatched_seconds", float, "background time after a 202"),
+    # Webhooks (app/sandbox/webhooks.py; switches also at /__sandbox/webhooks/switches).
+    "--webhook-url": ("webhook_url", str, "where to POST Flinks webhooks (default: none sent)"),
+    "--webhook-secret": ("webhook_secret", str, "HMAC key signing the webhooks (empty: unsigned)"),
+    "--webhook-header": (
+        "webhook_header",
+        str,
+        "flinks-authenticity-key (default) or X-Flinks-Signature",
+    ),
+    "--webhook-fail-first": ("webhook_fail_first", int, "attempts counted as failed (0-10)"),
+    "--webhook-retry-seconds": ("webhook_retry_seconds", float, "pause between attempts"),
+    "--webhook-duplicates": ("webhook_duplicates", int, "copies of each event (default 1)"),
+    "--webhook-bad-signature": (
+        "webhook_bad_signature",
+        _boolean,
+        "true: sign with a wrong key",
+    ),
 }
 
 

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.sandbox.faults import FaultRates
-from app.sandbox.switches import Switches
+from app.sandbox.switches import Switches, WebhookSwitches
 
 TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public Toolbox value
@@ -32,7 +32,7 @@ def _split_list(value: object) -> object:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-class SandboxSettings(BaseSettings, FaultRates, Switches):
+class SandboxSettings(BaseSettings, FaultRates, Switches, WebhookSwitches):
     """Everything the sandbox can be told; defaults are the public Toolbox values."""
 
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
@@ -55,6 +55,12 @@ class SandboxSettings(BaseSettings, FaultRates, Switches):
     call_record_limit: int = Field(default=10_000, ge=1)
     control_api: bool = True
 
+    # Where to POST Flinks' webhooks after an extraction (None: none are sent), and the HMAC
+    # key that signs them (empty: unsigned, as on an instance without HMAC). The delivery
+    # switches (webhook_header, ...): the fields of WebhookSwitches.
+    webhook_url: str | None = None
+    webhook_secret: str = ""
+
     # Latency and fault rates (latency_ms, error_rate, ...): the fields of FaultRates.
     # The switches (wrong_answer, mfa_rounds, ...), changeable at run time: the fields of Switches.
     fault_seed: int | None = None
@@ -63,6 +69,15 @@ class SandboxSettings(BaseSettings, FaultRates, Switches):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -16,15 +16,19 @@ from app.sandbox.faults import FaultConfig
 from app.sandbox.middleware import CONTROL_PREFIX
 from app.sandbox.oauth import BANK_PATH, OAuth
 from app.sandbox.state import AuthSession, Purpose, SandboxState, SessionStatus
-from app.sandbox.switches import SwitchConfig
+from app.sandbox.switches import SwitchConfig, WebhookSwitchConfig
 from app.sandbox.users import INSTITUTION, find_user
+from app.sandbox.webhooks import RESPONSE_TYPES, Webhooks
 
 
 class Control:
-    def __init__(self, state: SandboxState, authorizer: Authorizer, oauth: OAuth) -> None:
+    def __init__(
+        self, state: SandboxState, authorizer: Authorizer, oauth: OAuth, webhooks: Webhooks
+    ) -> None:
         self.state = state
         self.authorizer = authorizer
         self.oauth = oauth
+        self.webhooks = webhooks
 
     def routes(self) -> list[Route]:
         c = CONTROL_PREFIX
@@ -41,6 +45,13 @@ class Control:
             Route(f"{c}/logins", self.logins, methods=["GET", "POST"]),
             Route(f"{c}/oauth/complete", self.oauth_complete, methods=["POST"]),
             Route(f"{c}/connect/complete", self.connect_complete, methods=["POST"]),
+            Route(f"{c}/webhooks", self.webhook_deliveries, methods=["GET", "DELETE"]),
+            Route(f"{c}/webhooks/deliver", self.deliver_webhook, methods=["POST"]),
+            Route(
+                f"{c}/webhooks/switches",
+                self.webhook_switches,
+                methods=["GET", "PUT", "PATCH", "DELETE"],
+            ),
         ]
 
     async def health(self, request: Request) -> Response:
@@ -66,8 +77,14 @@ class Control:
     async def switches(self, request: Request) -> Response:
         return await self._runtime_config(request, "switches", SwitchConfig)
 
+    async def webhook_switches(self, request: Request) -> Response:
+        return await self._runtime_config(request, "webhook_switches", WebhookSwitchConfig)
+
     async def _runtime_config(
-        self, request: Request, name: str, model: type[FaultConfig] | type[SwitchConfig]
+        self,
+        request: Request,
+        name: str,
+        model: type[FaultConfig] | type[SwitchConfig] | type[WebhookSwitchConfig],
     ) -> Response:
         """GET reads a runtime config (the faults, the switches); PUT replaces it, PATCH changes
         some fields, DELETE restores the start-up settings."""
@@ -116,6 +133,7 @@ class Control:
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()
+        self.webhooks.reset()
         return Response(status_code=204)
 
     async def clock(self, request: Request) -> Response:
@@ -239,6 +257,46 @@ class Control:
                 "institution": INSTITUTION,
             }
         )
+
+    async def webhook_deliveries(self, request: Request) -> Response:
+        """Every delivery, oldest first (filters: ``login_id``, ``response_type``); never a body
+        nor the secret. DELETE forgets them and cancels those still under way."""
+        if request.method == "DELETE":
+            self.webhooks.reset()
+            return Response(status_code=204)
+        login_id = (request.query_params.get("login_id") or "").lower()
+        response_type = request.query_params.get("response_type")
+        return JSONResponse(
+            [
+                delivery.to_json()
+                for delivery in self.webhooks.deliveries
+                if (not login_id or delivery.login_id.lower() == login_id)
+                and (response_type is None or delivery.response_type == response_type)
+            ]
+        )
+
+    async def deliver_webhook(self, request: Request) -> Response:
+        """``{login_id, response_type?, request_id?, tag?}``: emit now, as after an extraction
+        (no ``response_type``: KYC then GetAccountsDetail). A new RequestId unless one is given."""
+        body = await _json_object(request)
+        if body is None:
+            return _invalid("the body must be a JSON object")
+        if not self.webhooks.enabled:
+            return JSONResponse({"error": "webhooks_off", "message": "no webhook_url set"}, 409)
+        response_type = body.get("response_type")
+        if response_type is not None and response_type not in RESPONSE_TYPES:
+            return _invalid(f"response_type must be one of {list(RESPONSE_TYPES)}")
+        card = self.state.cards.get(str(body.get("login_id") or "").strip().lower())
+        if card is None:
+            return JSONResponse({"error": "unknown_login"}, 404)
+        request_id, tag = body.get("request_id"), body.get("tag")
+        deliveries = self.webhooks.trigger(
+            card,
+            response_type,
+            request_id if isinstance(request_id, str) and request_id else self.state.new_id(),
+            tag if isinstance(tag, str) else None,
+        )
+        return JSONResponse([delivery.to_json() for delivery in deliveries], 202)
 
 
 def _answers(value: object) -> dict[str, Any]:

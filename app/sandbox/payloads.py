@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+from app.sandbox import data
 from app.sandbox.state import Card
 from app.sandbox.users import INSTITUTION, INSTITUTION_ID
 
@@ -159,6 +160,14 @@ def authorized_body(card: Card, request_id: str, tag: str | None) -> JSON:
     if tag is not None:
         body["Tag"] = tag
     return body
+
+
+def accounts_detail_body(
+    card: Card, request_id: str, tag: str | None, today: date, options: data.DetailOptions
+) -> JSON:
+    """GetAccountsDetail's 200: also the body of its webhook, which adds ``ResponseType``."""
+    accounts = data.accounts_detail(card.login_id, today, options)
+    return data.envelope(accounts, login_object(card), request_id, tag)
 
 
 def challenge_body(challenges: list[JSON], request_id: str) -> JSON:

@@ -16,7 +16,7 @@ from app.sandbox.challenges import Challenge
 from app.sandbox.config import SandboxSettings
 from app.sandbox.data import DetailOptions
 from app.sandbox.faults import FaultConfig
-from app.sandbox.switches import SwitchConfig
+from app.sandbox.switches import SwitchConfig, WebhookSwitchConfig
 from app.sandbox.users import BankUser
 
 
@@ -146,6 +146,9 @@ class DetailJob:
     options: DetailOptions
     polls_left: int  # 202 OPERATION_PENDING answers still to give
     delivered: bool = False  # a 200 has been served: processing is over
+    # Its webhook has been sent: processing is over for Flinks too, whether or not the API
+    # has served the 200 yet (a client may take the data from the webhook and never poll).
+    announced: bool = False
 
 
 @dataclass(slots=True)
@@ -245,6 +248,7 @@ class SandboxState:
         self.clock = Clock()
         self.faults = FaultConfig.from_settings(settings)
         self.switches = SwitchConfig.from_settings(settings)
+        self.webhook_switches = WebhookSwitchConfig.from_settings(settings)
         self.random = random.Random(settings.fault_seed)  # noqa: S311 - fault injection, not crypto
         self.calls: deque[CallRecord] = deque(maxlen=settings.call_record_limit)
         self.call_seq = 0
@@ -260,6 +264,7 @@ class SandboxState:
         self.clock.offset = 0.0
         self.faults = FaultConfig.from_settings(self.settings)
         self.switches = SwitchConfig.from_settings(self.settings)
+        self.webhook_switches = WebhookSwitchConfig.from_settings(self.settings)
         self.random.seed(self.settings.fault_seed)
         self.calls.clear()
         self.call_seq = 0

@@ -22,6 +22,9 @@ JsRedirect = Literal["honour", "ignore"]
 OAuthToken = Literal["optional", "required"]
 UnknownCustomerCode = Literal["ACCESS_DENIED", "CUSTOMER_NOT_FOUND"]
 ConnectErrorUsers = Literal["redirect", "event"]
+WebhookHeader = Literal["flinks-authenticity-key", "X-Flinks-Signature"]
+# Flinks makes at most 10 delivery attempts per webhook (contract 6.5).
+WEBHOOK_MAX_ATTEMPTS = 10
 
 
 class Switches(BaseModel):
@@ -73,3 +76,31 @@ class SwitchConfig(Switches):
     @classmethod
     def from_settings(cls, settings: SandboxSettings) -> SwitchConfig:
         return cls.model_validate(settings.model_dump(include=set(Switches.model_fields)))
+
+
+class WebhookSwitches(BaseModel):
+    """How the webhook emitter (``app/sandbox/webhooks.py``) delivers. Kept apart from
+    ``Switches`` so ``/__sandbox/switches`` stays as it is; changed at run time through
+    ``/__sandbox/webhooks/switches``."""
+
+    # The signature's header: the legacy reference page's name or the newer guide's (contract 9.9).
+    webhook_header: WebhookHeader = "flinks-authenticity-key"
+    # The first N attempts of each delivery count as failed whatever the receiver answers, so
+    # the same body is sent again (a receiver sees N + 1 copies); N >= 10 means it never lands.
+    webhook_fail_first: int = Field(default=0, ge=0, le=WEBHOOK_MAX_ATTEMPTS)
+    # The pause between attempts: Flinks waits 30 minutes, the sandbox this many seconds.
+    webhook_retry_seconds: float = Field(default=0.5, ge=0, le=3600)
+    # Each event is delivered this many times (separate deliveries of the same body).
+    webhook_duplicates: int = Field(default=1, ge=1, le=10)
+    # Sign with a wrong key, so the receiver should refuse the delivery.
+    webhook_bad_signature: bool = False
+
+
+class WebhookSwitchConfig(WebhookSwitches):
+    """What ``GET/PUT/PATCH /__sandbox/webhooks/switches`` read and write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def from_settings(cls, settings: SandboxSettings) -> WebhookSwitchConfig:
+        return cls.model_validate(settings.model_dump(include=set(WebhookSwitches.model_fields)))

@@ -39,6 +39,7 @@ def test_every_operation_has_a_short_explicit_id() -> None:
         ("GET", "/v1/links/{link_id}/transactions"): "links-get_transactions",
         ("GET", "/internal/v1/links/{link_id}"): "internal-get_host_link",
         ("GET", "/internal/v1/owners/{owner}/links"): "internal-get_owner_links",
+        ("POST", "/v1/webhooks/flinks"): "webhooks-receive_flinks_webhook",
     }
 
 

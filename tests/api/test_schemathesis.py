@@ -55,6 +55,9 @@ def bff(sandbox_handle: SandboxHandle, redis_url: str) -> Iterator[str]:
         FLINKS_INSTITUTIONS="FlinksCapital",
         BFF_RATE_LIMIT_IP=0,
         BFF_RATE_LIMIT_SESSION=0,
+        # On, so Flinks' webhook answers as documented: 401 without a valid signature.
+        FLINKS_WEBHOOKS=True,
+        FLINKS_WEBHOOK_SECRET="schemathesis-webhook-secret",
     )
     with bff_in_thread(create_app(settings)) as url:
         yield url

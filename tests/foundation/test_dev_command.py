@@ -68,12 +68,35 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+def _webhooks_reach_the_bff(bff: str, sandbox: str) -> None:
+    """`flinks-bff dev` wires the sandbox's webhooks to the BFF, signed with one secret: a
+    delivery the sandbox makes is answered 200 (signature verified) and processed."""
+    login = httpx.post(f"{sandbox}/__sandbox/logins", json={"username": "greatday_nomfa"})
+    login_id = login.json()["login_id"]
+    sent = httpx.post(f"{sandbox}/__sandbox/webhooks/deliver", json={"login_id": login_id})
+    assert sent.status_code == 202, sent.text
+
+    def delivered() -> bool:
+        listing = httpx.get(f"{sandbox}/__sandbox/webhooks", timeout=10).json()
+        entries = listing["deliveries"] if isinstance(listing, dict) else listing
+        return bool(entries) and all(200 in entry["statuses"] for entry in entries)
+
+    wait_until(delivered, what="the sandbox's webhooks to be answered 200 by the BFF")
+
+    def processed() -> bool:
+        metrics = httpx.get(f"{bff}/metrics", timeout=10).text
+        return "flinks_webhooks_processed_total{" in metrics
+
+    wait_until(processed, what="the BFF to process the delivery")
+
+
 def test_the_banner_follows_readiness_and_a_dead_sandbox_stops_it() -> None:
     with dev_stack() as stack:
         stack.wait_ready()
         # The banner is only printed once the BFF answers ready.
         assert httpx.get(f"{stack.bff_url}/readyz", timeout=10).status_code == 200
         assert f"Demo     {stack.bff_url}/" in "".join(stack.out)
+        _webhooks_reach_the_bff(stack.bff_url, stack.sandbox_url)
         pid = stack.process.pid
         sandboxes = [child for child in _children(pid) if "app.sandbox" in _cmdline(child)]
         assert len(sandboxes) == 1

@@ -369,3 +369,35 @@ def test_service_tokens_are_digests_never_tokens(monkeypatch: pytest.MonkeyPatch
         load_settings(_env_file=None)
     assert "BFF_SERVICE_TOKENS" in refused.value.problems[0]
     assert "my-plain-service-token" not in refused.value.report()
+
+
+def test_a_custom_scheme_return_url_needs_its_scheme_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app_return = "com.example.app:/flinks/return"
+    monkeypatch.setenv("BFF_RETURN_URLS", f"http://127.0.0.1:8000/,{app_return}")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert "BFF_RETURN_URL_SCHEMES" in refused.value.report()
+    monkeypatch.setenv("BFF_RETURN_URL_SCHEMES", "com.example.app")
+    assert app_return in load_settings(_env_file=None).bff_return_urls
+    # A browser's own schemes are never an app's.
+    for scheme in ("javascript", "data", "https"):
+        monkeypatch.setenv("BFF_RETURN_URL_SCHEMES", scheme)
+        with pytest.raises(ConfigurationError):
+            load_settings(_env_file=None)
+
+
+def test_production_takes_https_return_urls_or_a_named_app_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, PRODUCTION_OK)
+    monkeypatch.setenv("BFF_RETURN_URLS", "https://app.example.com/linked,com.example.app:/back")
+    with pytest.raises(ConfigurationError):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("BFF_RETURN_URL_SCHEMES", "com.example.app")
+    assert load_settings(_env_file=None).is_production
+    monkeypatch.setenv("BFF_RETURN_URLS", "http://app.example.com/linked,com.example.app:/back")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert "must be https" in refused.value.report()
