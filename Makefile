@@ -40,9 +40,17 @@ TEST_WORKERS ?= 2
 test: install ## run the test suite (no browser needed) on TEST_WORKERS=2 processes
 	$(RUN) pytest -m "not e2e and not capacity" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# Also part of `make test` (a few seconds): this runs only them.
-topology: install ## the BFF on real Redis topologies the tests start (a 3-primary cluster)
+# The topology tests (also part of `make test`; about 90 s on one worker: flows, failover, the load
+# balancer), then the flows, race and fault suites again on a Redis Cluster (3 primaries, 3
+# replicas) and on Sentinels (a primary, a replica, 3 Sentinels) the run starts
+# (TEST_TOPOLOGY, tests/topology/serve.py): one worker each, as a cluster has one database.
+TOPOLOGY_SUITES := tests/integration/test_connect_flow.py tests/integration/test_oauth_flow.py \
+  tests/integration/test_oauth_hostile.py tests/integration/test_faults.py
+
+topology: install ## the BFF on real Redis topologies the tests start (cluster with replicas, Sentinels)
 	$(RUN) pytest -m topology $(PYTEST_ARGS)
+	TEST_TOPOLOGY=cluster $(RUN) pytest -m "not e2e and not capacity" -n 0 $(TOPOLOGY_SUITES) $(PYTEST_ARGS)
+	TEST_TOPOLOGY=sentinel $(RUN) pytest -m "not e2e and not capacity" -n 0 $(TOPOLOGY_SUITES) $(PYTEST_ARGS)
 
 # The property tests with random, many more examples, the OAuth state race at 200 rounds,
 # schemathesis at 10,000+ cases and the capacity tests (several minutes). Replay a failure with `make fuzz SEED=<seed>`.

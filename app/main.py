@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             stack.push_async_callback(http.aclose)
-            redis = connect_redis(redis_url)
+            redis = connect_redis(redis_url, cluster=settings.redis_cluster)
             encryption_key = _encryption_key(settings)
             stack.push_async_callback(close_redis, redis)
             await open_redis_pool(redis)

@@ -13,15 +13,21 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from app.errors import RateLimited
+from redis.asyncio import RedisCluster
+from redis.exceptions import NoScriptError
+
+from app.errors import RateLimited, StoreUnavailable
 from app.flows.records import session_hash
 from app.store import PREFIX, RedisClient, call_redis
 
 # Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
 # One key per call: counters live in different hash slots (Redis Cluster refuses a script across
-# slots), so `RateCounters.hit` sends one call per counter, all at once (one round trip's wait;
-# each call also reloads the script itself where a server has not seen it).
+# slots), so `RateCounters.hit` sends one call per counter, all in one non-transactional
+# pipeline: one round trip (on a cluster, where redis-py pipelines no script, all at once). They
+# are not folded into the flow a route creates: that is in the flow's own slot, and a refused
+# request must create nothing.
 _HIT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -40,13 +46,28 @@ class RateCounters:
     """Fixed-window hit counters in Redis, shared by every replica."""
 
     def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
         self._hit = redis.register_script(_HIT)
 
     async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
         """Count one hit on each (scope, identity) counter in its current window: for each,
         (hits so far, seconds left in the window). Redis keys these by identity digests."""
-        calls = (self._hit(keys=[rate_key(s, who)], args=[window]) for s, who in counters)
-        replies = await call_redis(asyncio.gather(*calls))
+        keys = [rate_key(scope, who) for scope, who in counters]
+        if len(keys) == 1 or isinstance(self._redis, RedisCluster):
+            # One counter: the script call itself. A cluster: redis-py refuses scripts in its
+            # pipelines, so one call per counter, all at once (one round trip's wait).
+            calls = (self._hit(keys=[key], args=[window]) for key in keys)
+            answers = await call_redis(asyncio.gather(*calls))
+            return [(int(count), int(ttl)) for count, ttl in answers]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.evalsha(self._hit.sha, 1, key, window)
+            replies: list[Any] = await call_redis(pipe.execute(raise_on_error=False))
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):  # not counted: a server that has not seen it
+                replies[index] = await call_redis(self._hit(keys=[keys[index]], args=[window]))
+            elif isinstance(reply, Exception):
+                raise StoreUnavailable from reply
         return [(int(count), int(ttl)) for count, ttl in replies]
 
 

@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     bff_service_tokens: CsvList = Field(())
 
     redis_url: RedisUrl | None = Field(None)
+    # A redis:// or rediss:// REDIS_URL (one host or several) names a Redis Cluster's nodes.
+    redis_cluster: bool = Field(False)
     bff_allow_plaintext_redis: bool = Field(False)
 
     flinks_instance: str = Field("toolbox", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")

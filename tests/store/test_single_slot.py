@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.errors import StoreUnavailable
+from app.flows.records import NATIVE_BINDING
+from app.flows.service import new_state
 from app.ratelimit import Limits, RateCounters, RateLimiter
 from app.store import RedisClient, Store, close_redis, connect_redis
 from tests.redis_server import RedisServer, start_one_node_cluster
@@ -45,12 +47,12 @@ def _store(redis: RedisClient) -> Store:
 async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: RedisClient) -> None:
     store = _store(cluster_redis)
     now = datetime.now(UTC)
-    state = secrets.token_urlsafe(32)
     oauth = new_flow("oauth")
+    state = new_state(oauth.flow_id)
     await store.create_flow(oauth, state=state, session=SESSION)
     connect = new_flow("connect")
     await store.create_flow(connect)
-    assert await store.consume_state(state, SESSION) == oauth.flow_id
+    assert await store.consume_state(state, [SESSION, NATIVE_BINDING]) == (SESSION, oauth)
 
     lease = store.new_lease(connect.flow_id, now, timedelta(seconds=5))
     login_id = str(uuid.uuid4())
@@ -75,13 +77,22 @@ async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: R
     await limiter.check("start", client_ip="192.0.2.1", session="abc")
 
 
-async def test_a_flow_whose_state_cannot_be_reserved_is_removed(cluster_redis: RedisClient) -> None:
+async def test_a_taken_flow_id_writes_no_state(cluster_redis: RedisClient) -> None:
     store = _store(cluster_redis)
-    state = secrets.token_urlsafe(32)
     first = new_flow("oauth")
+    state = new_state(first.flow_id)
     await store.create_flow(first, state=state, session=SESSION)
-    second = new_flow("oauth")
+    again = first.model_copy(update={"tag": "again"})
     with pytest.raises(StoreUnavailable):
-        await store.create_flow(second, state=state, session=SESSION)
-    assert await store.get_flow(second.flow_id) is None
-    assert await store.consume_state(state, SESSION) == first.flow_id
+        await store.create_flow(again, state=new_state(first.flow_id), session=SESSION)
+    assert await store.consume_state(state, [SESSION]) == (SESSION, first)
+
+
+async def test_the_rate_counters_load_their_script_where_the_server_lacks_it(
+    cluster_redis: RedisClient,
+) -> None:
+    counters = RateCounters(cluster_redis)
+    await cluster_redis.script_flush()
+    hits = [("mint:ip", "192.0.2.9"), ("mint:session", "xyz")]
+    assert await counters.hit(hits, 30) == [(1, 30), (1, 30)]
+    assert await counters.hit(hits, 30) == [(2, 30), (2, 30)]

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from app.errors import StoreUnavailable
 from app.flows import FlowKind, FlowRecord
+from app.flows.records import NATIVE_BINDING
+from app.flows.service import STATE, new_state
 from app.store import (
     PREFIX,
     Sealer,
@@ -19,6 +21,7 @@ from app.store import (
     connect_redis,
     flow_key,
     login_key,
+    state_binding,
     state_key,
 )
 
@@ -49,35 +52,74 @@ async def test_a_new_flow_and_its_state_are_written_with_their_ttls(
     store: Store, redis: Redis
 ) -> None:
     flow = new_flow("oauth", institution="FlinksCapital")
-    state = secrets.token_urlsafe(32)
+    state = new_state(flow.flow_id)
+    assert STATE.fullmatch(state)
+    assert len(state) <= 64  # what the callback reads of it (app/api/oauth.py)
     await store.create_flow(flow, state=state, session=SESSION)
     assert 60 < await redis.ttl(flow_key(flow.flow_id)) <= 60 + 900
-    assert 0 < await redis.ttl(state_key(state, SESSION)) <= 30
-    assert await redis.get(state_key(state, SESSION)) == flow.flow_id
+    # In the flow's own slot (its hash tag), holding the state bound to the session.
+    assert state_key(flow.flow_id) == f"{PREFIX}state:{{{flow.flow_id}}}"
+    assert 0 < await redis.ttl(state_key(flow.flow_id)) <= 30
+    assert await redis.get(state_key(flow.flow_id)) == state_binding(state, SESSION)
     # The raw state is in no key or value, the owner in no key (the flow record names its
     # owner: not a credential, the session cookie's id is what authenticates, app/flows).
     keys = [key async for key in redis.scan_iter(f"{PREFIX}*")]
     dump = " ".join(keys) + " ".join([str(await redis.get(k)) for k in keys])
     assert state not in dump
+    assert state.partition(".")[2] not in dump
     assert SESSION not in " ".join(keys)
 
 
-async def test_state_is_single_use_and_bound_to_the_session(store: Store) -> None:
+async def test_a_state_must_name_its_flow(store: Store) -> None:
     flow = new_flow("oauth")
-    state = secrets.token_urlsafe(32)
+    with pytest.raises(ValueError, match="names its flow"):
+        await store.create_flow(flow, state=new_state(new_flow("oauth").flow_id), session=SESSION)
+    with pytest.raises(ValueError, match="bound to a session"):
+        await store.create_flow(flow, state=new_state(flow.flow_id), session="")
+    assert await store.get_flow(flow.flow_id) is None
+
+
+async def test_state_is_single_use_and_bound_to_the_session(store: Store, redis: Redis) -> None:
+    flow = new_flow("oauth")
+    state = new_state(flow.flow_id)
     await store.create_flow(flow, state=state, session=SESSION)
     other_session = secrets.token_urlsafe(32)
-    assert await store.consume_state(state, other_session) is None
-    assert await store.consume_state(state, SESSION) == flow.flow_id
-    assert await store.consume_state(state, SESSION) is None
+    # Another browser's session (or the native binding) neither consumes nor burns it.
+    assert await store.consume_state(state, [other_session, NATIVE_BINDING]) is None
+    assert await redis.exists(state_key(flow.flow_id))
+    # A forged secret for the same flow does not either.
+    forged = f"{flow.flow_id}.{new_state(flow.flow_id).partition('.')[2]}"
+    assert await store.consume_state(forged, [SESSION]) is None
+    consumed = await store.consume_state(state, [SESSION, NATIVE_BINDING])
+    assert consumed == (SESSION, flow)
+    assert await store.consume_state(state, [SESSION]) is None
+    assert await store.consume_state("no-dot-in-it", [SESSION]) is None
+
+
+async def test_a_native_state_is_bound_to_the_native_binding(store: Store) -> None:
+    flow = new_flow("oauth")
+    state = new_state(flow.flow_id)
+    await store.create_flow(flow, state=state, session=NATIVE_BINDING)
+    assert await store.consume_state(state, [SESSION, NATIVE_BINDING]) == (NATIVE_BINDING, flow)
+
+
+async def test_a_state_whose_flow_is_gone_is_consumed_with_no_flow(
+    store: Store, redis: Redis
+) -> None:
+    flow = new_flow("oauth")
+    state = new_state(flow.flow_id)
+    await store.create_flow(flow, state=state, session=SESSION)
+    await redis.delete(flow_key(flow.flow_id))
+    assert await store.consume_state(state, [SESSION]) == (SESSION, None)
+    assert not await redis.exists(state_key(flow.flow_id))
 
 
 async def test_concurrent_consumers_of_one_state_see_exactly_one_win(store: Store) -> None:
     flow = new_flow("oauth")
-    state = secrets.token_urlsafe(32)
+    state = new_state(flow.flow_id)
     await store.create_flow(flow, state=state, session=SESSION)
-    results = await asyncio.gather(*(store.consume_state(state, SESSION) for _ in range(50)))
-    assert [r for r in results if r is not None] == [flow.flow_id]
+    results = await asyncio.gather(*(store.consume_state(state, [SESSION]) for _ in range(50)))
+    assert [r for r in results if r is not None] == [(SESSION, flow)]
 
 
 async def test_compare_and_set_lets_one_writer_win_and_stores_the_login_encrypted(
@@ -111,7 +153,7 @@ async def test_compare_and_set_on_a_vanished_flow_fails(store: Store) -> None:
 async def test_every_key_has_a_ttl(store: Store, redis: Redis) -> None:
     for _ in range(3):
         flow = new_flow("oauth")
-        await store.create_flow(flow, state=secrets.token_urlsafe(32), session=SESSION)
+        await store.create_flow(flow, state=new_state(flow.flow_id), session=SESSION)
         await store.replace_flow(0, flow.next(status="authorizing"), login_id=str(uuid.uuid4()))
     keys = [key async for key in redis.scan_iter(f"{PREFIX}*")]
     assert len(keys) == 9

@@ -1,4 +1,5 @@
-"""Real Redis topologies started by the tests (`make topology`): a cluster of Valkey processes."""
+"""Real Redis topologies started by the tests (`make topology`): a cluster of Valkey processes
+with a replica per primary (tests/topology/serve.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 
 # The sandbox over real HTTP, as tests/integration uses it.
 from tests.integration.conftest import sandbox, sandbox_handle  # noqa: F401
-from tests.redis_server import RedisClusterServers, start_redis_cluster
+from tests.topology.serve import Cluster, start_cluster
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RedisClusterServers]:
-    """Three primaries, the slots split among them."""
-    servers = start_redis_cluster(3)
+def cluster() -> Iterator[Cluster]:
+    """Three primaries, the slots split among them, and a replica of each (cluster-replicas 1)."""
+    servers = start_cluster(3)
     yield servers
     servers.stop()

@@ -1,11 +1,14 @@
-"""The BFF on a 3-primary Redis Cluster of real Valkey processes (REDIS_URL=redis+cluster://).
+"""The BFF on a Redis Cluster of real Valkey processes, 3 primaries with a replica each
+(REDIS_URL=redis+cluster://).
 
 A cluster refuses any command whose keys span slots (CROSSSLOT) and redirects a key to the node
 that holds its slot (MOVED): the flows, the rate limiter and readiness must all work through it.
+A primary killed mid-run is replaced by its replica: readiness says so, and the flows go on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -16,35 +19,55 @@ from redis.asyncio import RedisCluster
 from app.errors import RateLimited
 from app.main import create_app
 from app.ratelimit import Limits, RateCounters, RateLimiter
-from app.store import RedisClient, close_redis, connect_redis
+from app.store import RedisClient, close_redis, connect_redis, flow_key
 from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
-from tests.integration.connect_steps import complete, start
+from tests.integration.connect_steps import complete, start, status
 from tests.integration.oauth_steps import linked_callback, returned
-from tests.redis_server import RedisClusterServers, start_redis_cluster
+from tests.redis_server import start_redis_cluster
+from tests.topology.serve import Cluster, start_cluster
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.topology
 
 
 @pytest.fixture
-async def cluster_client(cluster: RedisClusterServers) -> AsyncIterator[RedisClient]:
+async def cluster_client(cluster: Cluster) -> AsyncIterator[RedisClient]:
     client = connect_redis(cluster.url, max_connections=8)
     yield client
     await close_redis(client)
 
 
-async def test_the_url_gives_a_cluster_client_that_sees_every_primary(
+async def test_the_url_gives_a_cluster_client_that_sees_every_primary_and_replica(
     cluster_client: RedisClient,
 ) -> None:
     assert isinstance(cluster_client, RedisCluster)
     await cluster_client.initialize()
     assert len(cluster_client.get_primaries()) == 3
+    # The client routes to primaries only (no reads from replicas): the replicas, as it sees them.
+    nodes = await cluster_client.cluster_nodes()
+    assert (
+        sorted("slave" in str(node["flags"]) for node in nodes.values()) == [False] * 3 + [True] * 3
+    )
+
+
+async def test_redis_cluster_true_reads_a_redis_url_as_the_clusters_nodes(
+    cluster: Cluster, sandbox: Sandbox
+) -> None:
+    """REDIS_CLUSTER=true with a plain redis://h:p,h:p URL: the same cluster, the same flow."""
+    url = "redis://" + ",".join(f"127.0.0.1:{node.port}" for node in cluster.primaries)
+    settings = bff_settings(url, sandbox, REDIS_CLUSTER=True)
+    async with serve_in_process(create_app(settings)) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        started = await start(client)
+        login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+        response = await complete(client, started["flow_id"], login_id)
+        assert response.json()["status"] == "connected", response.text
 
 
 async def test_connect_and_oauth_flows_complete_on_the_cluster(
-    cluster: RedisClusterServers, sandbox: Sandbox
+    cluster: Cluster, sandbox: Sandbox
 ) -> None:
     settings = bff_settings(cluster.url, sandbox)
     async with serve_in_process(create_app(settings)) as client:
@@ -96,3 +119,69 @@ async def test_readiness_needs_every_primary(sandbox: Sandbox) -> None:
             record("cluster primary restarted", f"to /readyz 200 again: {seconds:.1f} s")
     finally:
         servers.stop()
+
+
+FLOWS = 6
+
+
+async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(sandbox: Sandbox) -> None:
+    """SIGKILL a primary while flows on it are completing: each of those answers a success or
+    a retryable 503, never a 500; /readyz answers 503 until the replica is promoted, then 200;
+    then every flow, the interrupted ones retried, completes, and new flows do too."""
+    cluster = start_cluster(3)
+    try:
+        # A lease held by a request that lost Redis is taken over after BFF_LEASE_TTL.
+        settings = bff_settings(cluster.url, sandbox, BFF_LEASE_TTL=2)
+        async with serve_in_process(create_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            flows: list[tuple[str, str]] = []
+            for _ in range(FLOWS):
+                started = await start(client)
+                login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+                flows.append((started["flow_id"], login_id))
+            victim = cluster.holder(flow_key(flows[0][0]))
+            on_victim = [f for f in flows if cluster.holder(flow_key(f[0])) is victim]
+
+            completing = [asyncio.create_task(complete(client, *flow)) for flow in on_victim]
+            await asyncio.to_thread(victim.kill)  # the completes are in flight meanwhile
+            killed = time.monotonic()
+
+            async def readiness() -> int:
+                return (await client.get("/readyz")).status_code
+
+            async def unready() -> bool:
+                return await readiness() == 503
+
+            async def ready() -> bool:
+                return await readiness() == 200
+
+            await wait_until_async(unready, what="/readyz 503 with a primary dead")
+            to_503 = time.monotonic() - killed
+            await wait_until_async(ready, what="/readyz 200 once the replica is promoted")
+            to_200 = time.monotonic() - killed
+            record(
+                "cluster failover",
+                f"primary killed to /readyz 503: {to_503:.2f} s, to 200 again: {to_200:.1f} s",
+            )
+            for response in await asyncio.gather(*completing):
+                outcome = (response.status_code, response.json().get("code"))
+                assert outcome in {(200, None), (503, "store_unavailable")}, response.text
+
+            for flow_id, login_id in flows:  # a retry of `complete` is safe: it is idempotent
+                retried = await complete(client, flow_id, login_id)
+                assert retried.status_code == 200, retried.text
+
+                async def connected(flow_id: str = flow_id) -> bool:
+                    return bool((await status(client, flow_id))["status"] == "connected")
+
+                await wait_until_async(connected, what="an interrupted flow to connect")
+
+            started = await start(client)
+            login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+            response = await complete(client, started["flow_id"], login_id)
+            assert response.json()["status"] == "connected", response.text
+            callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
+            query = returned(await client.get(callback.path_and_query))
+            assert query["status"] == ["connected"]
+    finally:
+        cluster.stop()

@@ -25,7 +25,6 @@ from app.sandbox.challenges import CITY_EN
 from tests.figures import record
 from tests.integration.conftest import ANSWERS, Sandbox
 from tests.integration.oauth_steps import RETURN_URL, bank_login, returned, start
-from tests.redis_server import RedisClusterServers
 from tests.sandbox.server import SandboxHandle
 from tests.topology.load_balancer import (
     CLIENT_ADDRESSES,
@@ -36,6 +35,7 @@ from tests.topology.load_balancer import (
     load_balanced,
     replica_env,
 )
+from tests.topology.serve import Cluster
 
 pytestmark = pytest.mark.topology
 
@@ -63,7 +63,7 @@ def _env(sandbox: SandboxHandle, redis_url: str, **values: str) -> dict[str, str
 
 
 @pytest.fixture(scope="module")
-def balancer(cluster: RedisClusterServers, sandbox_handle: SandboxHandle) -> Iterator[LoadBalancer]:
+def balancer(cluster: Cluster, sandbox_handle: SandboxHandle) -> Iterator[LoadBalancer]:
     """Three replicas on the cluster, limits off, HAProxy in front."""
     began = time.monotonic()
     with load_balanced(_env(sandbox_handle, cluster.url)) as balancer:
@@ -156,9 +156,9 @@ async def test_the_state_race_through_the_load_balancer_succeeds_once_per_round(
     record(
         "race through the load balancer",
         f"{RACE_ROUNDS} rounds x {RACE_CONCURRENCY} concurrent callbacks through haproxy to 3 "
-        f"replicas on a 3-primary cluster: duplicate successes = {duplicates}, /Authorize per "
-        f"round = {sorted({r.authorize_calls for r in rounds})}, served by {dict(served)}, "
-        f"{seconds:.1f} s",
+        f"replicas on a 3-primary, 3-replica cluster: duplicate successes = {duplicates}, "
+        f"/Authorize per round = {sorted({r.authorize_calls for r in rounds})}, "
+        f"served by {dict(served)}, {seconds:.1f} s",
     )
     assert duplicates == 0
     assert all(r.successes == 1 for r in rounds), rounds
@@ -183,7 +183,7 @@ async def _start_from(
 
 
 async def test_the_per_ip_limit_sees_the_real_client_and_holds_across_replicas(
-    cluster: RedisClusterServers, sandbox_handle: SandboxHandle
+    cluster: Cluster, sandbox_handle: SandboxHandle
 ) -> None:
     env = _env(sandbox_handle, cluster.url, BFF_RATE_LIMIT_IP=str(RATE_LIMIT))
     client, other = CLIENT_ADDRESSES

@@ -1,12 +1,13 @@
 """The BFF on a Sentinel-watched primary (REDIS_URL=redis+sentinel://.../service_name): a
-primary, a replica and one Sentinel, all real Valkey processes."""
+primary, a replica and 3 Sentinels with quorum 2, all real Valkey processes
+(tests/topology/serve.py). A failover needs two Sentinels to agree the primary is down and a
+majority to elect the one that promotes the replica."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -14,39 +15,27 @@ from app.main import create_app
 from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
-from tests.integration.connect_steps import complete, start
-from tests.ports import HOST
-from tests.redis_server import RedisServer, start_redis_server, start_sentinel
+from tests.integration.connect_steps import complete, start, status
+from tests.integration.oauth_steps import linked_callback, returned
+from tests.topology.serve import Sentinels, start_sentinels
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.topology
 
-SERVICE = "bffprimary"
+FLOWS = 4
 
 
-@dataclass
-class Watched:
-    url: str
-    primary: RedisServer
-    replica: RedisServer
-
-
-@pytest.fixture
-def watched(tmp_path: Path) -> Iterator[Watched]:
-    primary = start_redis_server()
-    replica = start_redis_server(replica_of=primary.port)
-    sentinel = start_sentinel(tmp_path, primary.port, SERVICE)
-    try:
-        yield Watched(f"redis+sentinel://{HOST}:{sentinel.port}/{SERVICE}", primary, replica)
-    finally:
-        sentinel.stop()
-        replica.stop()
-        primary.stop()
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentinels]:
+    sentinels = start_sentinels(tmp_path_factory.mktemp("sentinels"))
+    yield sentinels
+    sentinels.stop()
 
 
 async def test_a_connect_flow_completes_through_the_sentinels_primary(
-    watched: Watched, sandbox: Sandbox
+    watched: Sentinels, sandbox: Sandbox
 ) -> None:
+    assert len(watched.sentinels) == 3
     async with serve_in_process(create_app(bff_settings(watched.url, sandbox))) as client:
         assert (await client.get("/readyz")).status_code == 200
         started = await start(client)
@@ -56,23 +45,65 @@ async def test_a_connect_flow_completes_through_the_sentinels_primary(
         assert response.json()["status"] == "connected"
 
 
-async def test_readiness_follows_a_failover(watched: Watched, sandbox: Sandbox) -> None:
-    """The primary dies: 503 until the Sentinel promotes the replica, then 200, and a flow
-    started afterwards completes on the new primary."""
-    async with serve_in_process(create_app(bff_settings(watched.url, sandbox))) as client:
-        assert (await client.get("/readyz")).status_code == 200
-        killed = time.monotonic()
-        watched.primary.kill()
-        response = await client.get("/readyz")
-        assert (response.status_code, response.json()["code"]) == (503, "store_unavailable")
+async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(
+    tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox
+) -> None:
+    """SIGKILL the primary while flows are completing: each answers a success or a retryable
+    503, never a 500; /readyz answers 503 until the Sentinels promote the replica, then 200;
+    then every flow, the interrupted ones retried, completes, and new flows do too."""
+    watched = start_sentinels(tmp_path_factory.mktemp("failover"))
+    try:
+        # A lease held by a request that lost Redis is taken over after BFF_LEASE_TTL.
+        settings = bff_settings(watched.url, sandbox, BFF_LEASE_TTL=2)
+        async with serve_in_process(create_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            flows: list[tuple[str, str]] = []
+            for _ in range(FLOWS):
+                started = await start(client)
+                login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+                flows.append((started["flow_id"], login_id))
 
-        async def ready() -> bool:
-            return (await client.get("/readyz")).status_code == 200
+            completing = [asyncio.create_task(complete(client, *flow)) for flow in flows[:2]]
+            await asyncio.to_thread(watched.primary.kill)  # the completes are in flight meanwhile
+            killed = time.monotonic()
 
-        await wait_until_async(ready, what="/readyz to answer 200 on the promoted replica")
-        seconds = time.monotonic() - killed
-        record("sentinel failover", f"primary killed to /readyz 200 again: {seconds:.1f} s")
-        started = await start(client)
-        login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-        response = await complete(client, started["flow_id"], login_id)
-        assert response.json()["status"] == "connected", response.text
+            async def readiness() -> int:
+                return (await client.get("/readyz")).status_code
+
+            async def unready() -> bool:
+                return await readiness() == 503
+
+            async def ready() -> bool:
+                return await readiness() == 200
+
+            await wait_until_async(unready, what="/readyz 503 with the primary dead")
+            to_503 = time.monotonic() - killed
+            await wait_until_async(ready, what="/readyz 200 on the promoted replica")
+            to_200 = time.monotonic() - killed
+            record(
+                "sentinel failover",
+                f"primary killed to /readyz 503: {to_503:.2f} s, to 200 again: {to_200:.1f} s",
+            )
+            assert watched.primary_port() == watched.replica.port
+            for response in await asyncio.gather(*completing):
+                outcome = (response.status_code, response.json().get("code"))
+                assert outcome in {(200, None), (503, "store_unavailable")}, response.text
+
+            for flow_id, login_id in flows:  # a retry of `complete` is safe: it is idempotent
+                retried = await complete(client, flow_id, login_id)
+                assert retried.status_code == 200, retried.text
+
+                async def connected(flow_id: str = flow_id) -> bool:
+                    return bool((await status(client, flow_id))["status"] == "connected")
+
+                await wait_until_async(connected, what="an interrupted flow to connect")
+
+            started = await start(client)
+            login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+            response = await complete(client, started["flow_id"], login_id)
+            assert response.json()["status"] == "connected", response.text
+            callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
+            query = returned(await client.get(callback.path_and_query))
+            assert query["status"] == ["connected"]
+    finally:
+        watched.stop()

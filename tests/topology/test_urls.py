@@ -1,9 +1,11 @@
-"""REDIS_URL names the topology: which URLs production accepts, and the client each one gives."""
+"""REDIS_URL (and REDIS_CLUSTER) name the topology: which URLs production accepts, and the
+client each one gives."""
 
 from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from app.settings import ConfigurationError, load_settings
@@ -68,3 +70,55 @@ async def test_each_scheme_gives_its_client() -> None:
 
     with pytest.raises(ValueError, match="service"):
         connect_redis("redis+sentinel://127.0.0.1:26379")
+
+
+def test_redis_cluster_true_takes_a_rediss_url_with_several_hosts_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """REDIS_CLUSTER=true: a managed cluster's TLS address, every node over verified TLS."""
+    url = "rediss://bff:s3cret@node-a.internal:6380,node-b.internal:6380"
+    for name, value in {**PRODUCTION_OK, "REDIS_URL": url, "REDIS_CLUSTER": "true"}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(_env_file=None)
+    assert settings.redis_cluster
+    assert str(settings.redis_url) == url
+
+
+async def test_redis_cluster_true_reads_redis_and_rediss_urls_as_startup_nodes() -> None:
+    plain = connect_redis("redis://127.0.0.1:7000,[::1]:7001,redis.internal", cluster=True)
+    assert isinstance(plain, RedisCluster)
+    assert list(plain.nodes_manager.startup_nodes) == [
+        "127.0.0.1:7000",
+        "::1:7001",
+        "redis.internal:6379",  # the port left out: Redis' own
+    ]
+    assert plain.connection_kwargs["connection_class"] is Connection
+    await close_redis(plain)
+
+    tls = connect_redis("rediss://u:p%40ss@node-a.internal:6380/0", cluster=True)
+    assert isinstance(tls, RedisCluster)
+    assert list(tls.nodes_manager.startup_nodes) == ["node-a.internal:6380"]
+    assert tls.connection_kwargs["connection_class"] is SSLConnection
+    assert tls.connection_kwargs["ssl_cert_reqs"] == "required"  # the certificate is verified
+    assert tls.connection_kwargs["password"] == "p@ss"
+    await close_redis(tls)
+
+    single = connect_redis("redis://127.0.0.1:7000/0")  # without the flag: one server
+    assert not isinstance(single, RedisCluster)
+    await close_redis(single)
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "problem"),
+    [
+        ("redis://127.0.0.1:7000,127.0.0.1:7001", False, "REDIS_CLUSTER=true"),
+        ("redis://127.0.0.1:7000/3", True, "database 0 only"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster", True, "redis:// or rediss://"),
+        ("unix:///run/redis.sock", True, "redis:// or rediss://"),
+    ],
+)
+def test_a_url_that_does_not_fit_the_topology_is_refused(
+    url: str, cluster: bool, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        connect_redis(url, cluster=cluster)
