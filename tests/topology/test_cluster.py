@@ -23,9 +23,10 @@ from app.store import RedisClient, close_redis, connect_redis, flow_key
 from tests.conftest import serve_in_process
 from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
-from tests.integration.connect_steps import complete, start, status
+from tests.integration.connect_steps import complete, start
 from tests.integration.oauth_steps import linked_callback, returned
 from tests.redis_server import start_redis_cluster
+from tests.topology.failover import flows_go_on, readiness_through_failover
 from tests.topology.serve import Cluster, start_cluster
 from tests.waiting import wait_until_async
 
@@ -146,42 +147,7 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(sandbox: 
             await asyncio.to_thread(victim.kill)  # the completes are in flight meanwhile
             killed = time.monotonic()
 
-            async def readiness() -> int:
-                return (await client.get("/readyz")).status_code
-
-            async def unready() -> bool:
-                return await readiness() == 503
-
-            async def ready() -> bool:
-                return await readiness() == 200
-
-            await wait_until_async(unready, what="/readyz 503 with a primary dead")
-            to_503 = time.monotonic() - killed
-            await wait_until_async(ready, what="/readyz 200 once the replica is promoted")
-            to_200 = time.monotonic() - killed
-            record(
-                "cluster failover",
-                f"primary killed to /readyz 503: {to_503:.2f} s, to 200 again: {to_200:.1f} s",
-            )
-            for response in await asyncio.gather(*completing):
-                outcome = (response.status_code, response.json().get("code"))
-                assert outcome in {(200, None), (503, "store_unavailable")}, response.text
-
-            for flow_id, login_id in flows:  # a retry of `complete` is safe: it is idempotent
-                retried = await complete(client, flow_id, login_id)
-                assert retried.status_code == 200, retried.text
-
-                async def connected(flow_id: str = flow_id) -> bool:
-                    return bool((await status(client, flow_id))["status"] == "connected")
-
-                await wait_until_async(connected, what="an interrupted flow to connect")
-
-            started = await start(client)
-            login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-            response = await complete(client, started["flow_id"], login_id)
-            assert response.json()["status"] == "connected", response.text
-            callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
-            query = returned(await client.get(callback.path_and_query))
-            assert query["status"] == ["connected"]
+            await readiness_through_failover(client, killed, "cluster failover")
+            await flows_go_on(client, sandbox, completing, flows)
     finally:
         cluster.stop()

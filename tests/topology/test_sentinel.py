@@ -13,12 +13,10 @@ import pytest
 
 from app.main import create_app
 from tests.conftest import serve_in_process
-from tests.figures import record
 from tests.integration.conftest import Sandbox, bff_settings
-from tests.integration.connect_steps import complete, start, status
-from tests.integration.oauth_steps import linked_callback, returned
+from tests.integration.connect_steps import complete, start
+from tests.topology.failover import flows_go_on, readiness_through_failover
 from tests.topology.serve import Sentinels, start_sentinels
-from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.topology
 
@@ -67,43 +65,8 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(
             await asyncio.to_thread(watched.primary.kill)  # the completes are in flight meanwhile
             killed = time.monotonic()
 
-            async def readiness() -> int:
-                return (await client.get("/readyz")).status_code
-
-            async def unready() -> bool:
-                return await readiness() == 503
-
-            async def ready() -> bool:
-                return await readiness() == 200
-
-            await wait_until_async(unready, what="/readyz 503 with the primary dead")
-            to_503 = time.monotonic() - killed
-            await wait_until_async(ready, what="/readyz 200 on the promoted replica")
-            to_200 = time.monotonic() - killed
-            record(
-                "sentinel failover",
-                f"primary killed to /readyz 503: {to_503:.2f} s, to 200 again: {to_200:.1f} s",
-            )
+            await readiness_through_failover(client, killed, "sentinel failover")
             assert watched.primary_port() == watched.replica.port
-            for response in await asyncio.gather(*completing):
-                outcome = (response.status_code, response.json().get("code"))
-                assert outcome in {(200, None), (503, "store_unavailable")}, response.text
-
-            for flow_id, login_id in flows:  # a retry of `complete` is safe: it is idempotent
-                retried = await complete(client, flow_id, login_id)
-                assert retried.status_code == 200, retried.text
-
-                async def connected(flow_id: str = flow_id) -> bool:
-                    return bool((await status(client, flow_id))["status"] == "connected")
-
-                await wait_until_async(connected, what="an interrupted flow to connect")
-
-            started = await start(client)
-            login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-            response = await complete(client, started["flow_id"], login_id)
-            assert response.json()["status"] == "connected", response.text
-            callback = await linked_callback(client, sandbox.http, "greatday_nomfa")
-            query = returned(await client.get(callback.path_and_query))
-            assert query["status"] == ["connected"]
+            await flows_go_on(client, sandbox, completing, flows)
     finally:
         watched.stop()
