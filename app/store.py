@@ -190,20 +190,26 @@ async def close_redis(redis: RedisClient) -> None:
             await sentinel.aclose(close_connection_pool=True)
 
 
+def _in_slot(kind: str, tag: str) -> str:
+    """`bff:v1:<kind>:{<tag>}`: the braces are the Redis Cluster hash tag, so every key of one
+    flow (or one link) lives in the same slot and one script may change them together."""
+    return f"{PREFIX}{kind}:{{{tag}}}"
+
+
 def flow_key(flow_id: str) -> str:
-    return f"{PREFIX}flow:{{{flow_id}}}"
+    return _in_slot("flow", flow_id)
 
 
 def login_key(flow_id: str) -> str:
-    return f"{PREFIX}login:{{{flow_id}}}"
+    return _in_slot("login", flow_id)
 
 
 def lease_key(flow_id: str) -> str:
-    return f"{PREFIX}lease:{{{flow_id}}}"
+    return _in_slot("lease", flow_id)
 
 
 def state_key(flow_id: str) -> str:
-    return f"{PREFIX}state:{{{flow_id}}}"
+    return _in_slot("state", flow_id)
 
 
 def state_binding(state: str, binding: str) -> str:
@@ -216,19 +222,19 @@ def session_key(session_id: str) -> str:
 
 
 def handoff_key(flow_id: str) -> str:
-    return f"{PREFIX}handoff:{{{flow_id}}}"
+    return _in_slot("handoff", flow_id)
 
 
 def ticket_key(flow_id: str) -> str:
-    return f"{PREFIX}ticket:{{{flow_id}}}"
+    return _in_slot("ticket", flow_id)
 
 
 def page_key(flow_id: str) -> str:
-    return f"{PREFIX}page:{{{flow_id}}}"
+    return _in_slot("page", flow_id)
 
 
 def link_key(link_id: str) -> str:
-    return f"{PREFIX}link:{{{link_id}}}"
+    return _in_slot("link", link_id)
 
 
 def owner_key(owner: str) -> str:
@@ -237,15 +243,15 @@ def owner_key(owner: str) -> str:
 
 
 def data_key(link_id: str) -> str:
-    return f"{PREFIX}data:{{{link_id}}}"
+    return _in_slot("data", link_id)
 
 
 def data_job_key(link_id: str) -> str:
-    return f"{PREFIX}datajob:{{{link_id}}}"
+    return _in_slot("datajob", link_id)
 
 
 def data_poll_key(link_id: str) -> str:
-    return f"{PREFIX}datapoll:{{{link_id}}}"
+    return _in_slot("datapoll", link_id)
 
 
 async def call_redis(operation: Awaitable[T]) -> T:
@@ -704,20 +710,32 @@ class Store:
         return None if sealed is None else self.sealer.open(str(sealed), data_key(link_id))
 
     async def put_data(self, link_id: str, plain: str, ttl: int) -> None:
+        """The link's data, and its job gone (the data is what the job was for): one
+        transaction, both keys in the link's slot."""
         sealed = self.sealer.seal(plain, data_key(link_id))
-        await call_redis(self._redis.set(data_key(link_id), sealed, ex=ttl))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(data_key(link_id), sealed, ex=ttl)
+            pipe.delete(data_job_key(link_id))
+            await call_redis(pipe.execute())
 
     async def get_data_job(self, link_id: str) -> str | None:
         sealed = await call_redis(self._redis.get(data_job_key(link_id)))
         return None if sealed is None else self.sealer.open(str(sealed), data_job_key(link_id))
 
-    async def put_data_job(self, link_id: str, plain: str, ttl: int) -> None:
+    async def put_data_job(
+        self, link_id: str, plain: str, ttl: int, *, drop_data: bool = False
+    ) -> None:
+        """The RequestId being prepared; with `drop_data`, the cached data goes in the same
+        transaction (a new connection's data replaces what an earlier one left)."""
         sealed = self.sealer.seal(plain, data_job_key(link_id))
-        await call_redis(self._redis.set(data_job_key(link_id), sealed, ex=ttl))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if drop_data:
+                pipe.delete(data_key(link_id))
+            pipe.set(data_job_key(link_id), sealed, ex=ttl)
+            await call_redis(pipe.execute())
 
-    async def drop_data(self, link_id: str, *, job_only: bool = False) -> None:
-        keys = [data_job_key(link_id)] if job_only else [data_key(link_id), data_job_key(link_id)]
-        await call_redis(self._redis.delete(*keys))
+    async def drop_data(self, link_id: str) -> None:
+        await call_redis(self._redis.delete(data_key(link_id), data_job_key(link_id)))
 
     async def data_poll_wait(self, link_id: str, gap_ms: int) -> int:
         """0 if the caller may ask Flinks about this link's data now (the next `gap_ms` are then

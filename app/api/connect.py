@@ -71,6 +71,5 @@ async def complete_connect(
     read = await flows.complete_connect(
         session=session, flow_id=flow_id, login_id=body.login_id, institution=body.institution
     )
-    if read.connected_now:
-        await rotation.after(read.flow.status)
+    await rotation.after(read.connected_now)
     return FlowOut.of(read.flow)

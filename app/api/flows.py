@@ -18,8 +18,7 @@ async def get_flow(
     flows: FlowsDep, session: CallerDep, rotation: SessionRotationDep, flow_id: FlowId
 ) -> FlowOut:
     read = await flows.status(session=session, flow_id=flow_id)
-    if read.connected_now:
-        await rotation.after(read.flow.status)
+    await rotation.after(read.connected_now)
     return FlowOut.of(read.flow)
 
 
@@ -36,8 +35,7 @@ async def answer_mfa(
     flow_id: FlowId,
 ) -> FlowOut:
     read = await flows.answer_mfa(session=session, flow_id=flow_id, responses=body.responses)
-    if read.connected_now:
-        await rotation.after(read.flow.status)
+    await rotation.after(read.connected_now)
     return FlowOut.of(read.flow)
 
 
@@ -56,6 +54,5 @@ async def redeem_handoff(
     read = await flows.redeem_handoff(
         session=session, flow_id=flow_id, code=body.handoff_code, verifier=body.code_verifier
     )
-    if read.connected_now:
-        await rotation.after(read.flow.status)
+    await rotation.after(read.connected_now)
     return FlowOut.of(read.flow)

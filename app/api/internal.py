@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -19,10 +18,10 @@ from fastapi import APIRouter, Depends, Path, Request
 from app.api.deps import FlowsDep, SettingsDep
 from app.api.link_schemas import HostLinkOut, HostLinksOut, LinkId
 from app.errors import Unauthenticated
+from app.identity.callers import bearer_token
 
 log = logging.getLogger("app.audit")
 
-_BEARER = re.compile(r"Bearer +([\x21-\x7e]{1,512})", re.IGNORECASE)
 # An owner as the modes name one: a session owner, a JWT `sub`, a proxy's user.
 Owner = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -32,11 +31,11 @@ async def service_caller(request: Request, settings: SettingsDep) -> str:
     request a browser sent (it says where from: Origin, Fetch Metadata) is refused whatever it
     carries."""
     from_browser = "origin" in request.headers or "sec-fetch-site" in request.headers
-    match = _BEARER.fullmatch(request.headers.get("authorization", "").strip())
-    presented = hashlib.sha256(match.group(1).encode() if match else b"").hexdigest()
+    token = bearer_token(request.headers.get("authorization"))
+    presented = hashlib.sha256((token or "").encode()).hexdigest()
     found = None
     for digest in settings.bff_service_tokens:  # every digest compared: no early exit
-        if hmac.compare_digest(presented, digest) and match is not None:
+        if hmac.compare_digest(presented, digest) and token is not None:
             found = digest
     if found is None or from_browser:
         log.warning("internal.refused", extra={"from_browser": from_browser})

@@ -103,8 +103,7 @@ async def connect_landing(
         # No flow id on the page: the script completes nothing and offers the way back.
         return _page(status=FlowNotFound.status, flow_id="", return_url=fallback)
     flow, connected_now = found
-    if connected_now:
-        await rotation.after(flow.status)
+    await rotation.after(connected_now)
     response = _page(status=200, flow_id=flow.flow_id, return_url=flow.return_url or fallback)
     response.raw_headers.extend(h for h in rotation.response.raw_headers if h[0] == b"set-cookie")
     return response

@@ -142,8 +142,7 @@ async def callback(
         if "text/html" not in request.headers.get("accept", ""):
             raise
         return _page(_OWNED_ELSEWHERE_PAGE, flows.config.return_urls[0], LoginOwnedElsewhere)
-    if result.connected_now:
-        await rotation.after(result.status)
+    await rotation.after(result.connected_now)
     return _redirect(_return_location(result), carry)
 
 

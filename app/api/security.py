@@ -34,10 +34,12 @@ NO_STORE_PREFIXES = ("/v1/", "/internal/", "/livez", "/readyz", "/metrics")
 NO_CORS_PREFIXES = ("/internal/", "/v1/webhooks/")
 
 
-def demo_csp(connect_origin: str) -> str:
+def demo_csp(connect_origin: str, token_origin: str | None = None) -> str:
+    """`token_origin`: the development token issuer the demo fetches from in jwt mode."""
+    connect_src = "'self'" if token_origin is None else f"'self' {token_origin}"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'; frame-src {connect_origin}; frame-ancestors 'none'; "
+        f"connect-src {connect_src}; frame-src {connect_origin}; frame-ancestors 'none'; "
         "base-uri 'none'; form-action 'self'; object-src 'none'"
     )
 

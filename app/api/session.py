@@ -77,10 +77,11 @@ class SessionRotation:
     session: BrowserSession | None
     secure: bool
 
-    async def after(self, status: str) -> None:
-        """Called with the status this request left a flow in: a flow that connected gets its
-        session a new id, set on this response (cookies it carries reach redirects too)."""
-        if status != "connected" or self.session is None:
+    async def after(self, connected_now: bool) -> None:
+        """Called with whether this request is the first to tell that a flow connected
+        (`StatusRead.connected_now`): then the session gets a new id, set on this response
+        (cookies it carries reach redirects too)."""
+        if not connected_now or self.session is None:
             return
         rotated = await self.sessions.rotate(self.session)
         if rotated is not None:

@@ -220,9 +220,8 @@ class Links:
             log.warning("security.login_owned_elsewhere", extra={"flow_id": flow_id})
             return None
         await self.store.add_owner_link(owner, link_id, self.policy.link_ttl)
-        await self.store.drop_data(link_id)
         job = json.dumps({"request_id": request_id, "stage": "fresh"})
-        await self.store.put_data_job(link_id, job, self.policy.request_id_ttl)
+        await self.store.put_data_job(link_id, job, self.policy.request_id_ttl, drop_data=True)
         log.info("link.filed", extra={"flow_id": flow_id, "link_id": link_id})
         return link
 
@@ -381,7 +380,6 @@ class Links:
         the browser may see them, for `data_ttl`; any job for them is done."""
         data = _account_data(result, self._clock.now())
         await self.store.put_data(link.link_id, data.model_dump_json(), self.policy.data_ttl)
-        await self.store.drop_data(link.link_id, job_only=True)
         refreshed = link.model_copy(update={"refreshed_at": data.refreshed_at})
         await self.store.write_link(refreshed, when=("active",), ttl=None)
         log.info("link.data_ready", extra={"link_id": link.link_id})

@@ -250,14 +250,7 @@ class Flows:
             raise Conflict("A native app's flow completes through its handoff code.")
         if flow.status == "started":
             await self._claim_login(flow, login_id)
-            flinks = self.flinks
-            call: Callable[[], Awaitable[AuthorizeOutcome]] = (
-                partial(flinks.authorize_cached, login_id=login_id)
-                if self.config.connect_authorize == "cached"
-                else partial(
-                    flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag
-                )
-            )
+            call = self._authorize_call(flow, login_id)
             claimed = flow.next(
                 status="authorizing",
                 institution=institution or flow.institution,
@@ -356,15 +349,12 @@ class Flows:
             code = await self.issue_handoff(flow, login_id)
             return replace(self._callback_result(StatusRead(flow, False)), handoff_code=code)
         await self._claim_login(flow, login_id)
-        flinks = self.flinks
+        live = self.runner.calling(self._authorize_call(flow, login_id))  # Flinks configured?
         flow_id = flow.flow_id
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
         lease = self.runner.new_lease(flow_id)
         if not await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):
             raise StateInvalid
-        live = self.runner.calling(
-            partial(flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag)
-        )
         try:
             result = await self.runner.start(claimed, lease, live)
         except AppError:
@@ -435,15 +425,21 @@ class Flows:
             await self.runner.record_failure(claimed, "handoff_invalid", "The link expired.")
             raise HandoffInvalid
         await self._claim_login(claimed, login_id)
-        flinks = self.flinks
-        call: Callable[[], Awaitable[AuthorizeOutcome]] = (
-            partial(flinks.authorize_cached, login_id=login_id)
-            if flow.kind == "connect" and self.config.connect_authorize == "cached"
-            else partial(
-                flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag
-            )
-        )
+        call = self._authorize_call(flow, login_id)
         return await self._told(await self.runner.start(claimed, lease, self.runner.calling(call)))
+
+    def _authorize_call(
+        self, flow: FlowRecord, login_id: str
+    ) -> Callable[[], Awaitable[AuthorizeOutcome]]:
+        """The /Authorize that decides a flow with its loginId: OAuth always live and saved;
+        Connect cached (the person has just signed in inside the iframe) unless configured
+        live (FLINKS_CONNECT_AUTHORIZE)."""
+        flinks = self.flinks
+        if flow.kind == "connect" and self.config.connect_authorize == "cached":
+            return partial(flinks.authorize_cached, login_id=login_id)
+        return partial(
+            flinks.authorize_live, login_id=login_id, language=flow.language, tag=flow.tag
+        )
 
     async def _claim_login(self, flow: FlowRecord, login_id: str) -> None:
         """The loginId becomes the flow owner's, unless another owner has it: then the flow

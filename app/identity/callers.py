@@ -18,7 +18,18 @@ log = logging.getLogger("app.identity")
 AuthMode = Literal["session", "jwt", "header"]
 # A proxy's user name: printable, no separators that would read as two values.
 _PROXY_USER = re.compile(r"[^\x00-\x1f\x7f,;]{1,255}")
-_BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/=-]+)", re.IGNORECASE)
+# RFC 6750 2.1: the scheme and a b64token; longer headers are no token (nor worth a regex).
+_BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+MAX_AUTHORIZATION = 8192
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header; None without one or for another
+    scheme. Shared by the callers' JWTs and the host backend's service tokens."""
+    if authorization is None or len(authorization) > MAX_AUTHORIZATION:
+        return None
+    match = _BEARER.fullmatch(authorization.strip())
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +56,12 @@ class Identities:
     async def _bearer(self, authorization: str | None) -> str | None:
         if authorization is None:
             return None
-        match = _BEARER.fullmatch(authorization.strip())
-        if match is None or self.verifier is None:
+        token = bearer_token(authorization)
+        if token is None or self.verifier is None:
             log.info("identity.refused", extra={"reason": "malformed"})
             raise _invalid_token()
         try:
-            return await self.verifier.verify(match.group(1))
+            return await self.verifier.verify(token)
         except InvalidToken as exc:
             if exc.reason == "keys_unavailable":
                 raise IdentityUnavailable(headers={"Retry-After": "30"}) from None
