@@ -164,8 +164,11 @@ defaults
     # Each request balanced on its own, on a server connection used for it alone.
     option http-server-close
     # A replica refusing (stopping) or closing without an answer: the request goes to another.
+    # A request is retried only while HAProxy still has all of it: buffer each body whole
+    # (else a POST whose replica reset the connection mid-send ends as a 502).
+    option http-buffer-request
     retries 3
-    retry-on conn-failure empty-response
+    retry-on conn-failure empty-response junk-response
     option redispatch 1
 
 frontend bff
