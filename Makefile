@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN    := $(UV) run --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test topology fuzz lint format openapi e2e bench clean
+.PHONY: help install run test topology fuzz lint format openapi e2e bench events-chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,11 +41,13 @@ test: install ## run the test suite (no browser needed) on TEST_WORKERS=2 proces
 	$(RUN) pytest -m "not e2e and not capacity" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The topology tests (also part of `make test`; about 90 s on one worker: flows, failover, the load
-# balancer), then the flows, race and fault suites again on a Redis Cluster (3 primaries, 3
+# balancer), then the flows, race, fault and events-out suites again on a Redis Cluster (3 primaries, 3
 # replicas) and on Sentinels (a primary, a replica, 3 Sentinels) the run starts
 # (TEST_TOPOLOGY, tests/topology/serve.py): one worker each, as a cluster has one database.
 TOPOLOGY_SUITES := tests/integration/test_connect_flow.py tests/integration/test_oauth_flow.py \
-  tests/integration/test_oauth_hostile.py tests/integration/test_faults.py
+  tests/integration/test_oauth_hostile.py tests/integration/test_faults.py \
+  tests/integration/test_events_out.py tests/integration/test_events_replicas.py \
+  tests/store/test_event_queue.py
 
 topology: install ## the BFF on real Redis topologies the tests start (cluster with replicas, Sentinels)
 	$(RUN) pytest -m topology $(PYTEST_ARGS)
@@ -85,6 +87,9 @@ openapi: install ## write openapi.json, the API contract, from the code
 # install syncs every dependency group, `bench` (py-spy) included. BENCH_QUICK=1: about 2 minutes.
 bench: install ## CPU per flow of the BFF against a bare baseline and a floor (build/bench/, ~9 min)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
+
+events-chaos: install ## events out under chaos: 1,000 events, a BFF replica SIGKILLed every 3 s (~2 min; CHAOS_ARGS=)
+	$(RUN) python -m bench.events_chaos $(CHAOS_ARGS)
 
 clean: ## remove the virtualenv and build folders
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -1,8 +1,10 @@
-"""The `flinks-bff` command: serve (production), dev (all local), sandbox (Flinks emulator)."""
+"""The `flinks-bff` command: serve (production), dev (all local), sandbox (Flinks emulator),
+receiver (a development receiver for the BFF's events out)."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import signal
@@ -12,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -28,8 +30,9 @@ from app.settings import ConfigurationError, Settings, load_settings
 TOOLBOX_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 TOOLBOX_SECRET_KEY = "c4569c54-e167-4d34-8de6-f4113bc82414"  # noqa: S105 - public test value
 TOOLBOX_API_KEY = "3d5266a8-b697-48d4-8de6-52e2e2662acc"
-SANDBOX_START_TIMEOUT = 20.0
+CHILD_START_TIMEOUT = 20.0
 DEFAULT_SANDBOX_PORT = 8001
+DEFAULT_RECEIVER_PORT = 8002
 SUPERVISE_INTERVAL = 0.5
 
 
@@ -79,41 +82,58 @@ def serve(args: argparse.Namespace) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Sandbox:
+class _Child:
+    """A development piece `dev` runs as a process: its base URL and the process."""
+
     url: str
     process: subprocess.Popen[bytes]
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
 
 @contextmanager
-def _sandbox_process(
-    port: int, redirect_uri: str, extra: dict[str, str] | None = None
-) -> Iterator[_Sandbox]:
+def _child_process(
+    what: str, module: str, port: int, probe_path: str, env: dict[str, str]
+) -> Iterator[_Child]:
+    """`python -m <module>` on 127.0.0.1:<port> with `env` added, once it answers on
+    `probe_path`; stopped on exit. Its output goes where ours does."""
     base_url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "SANDBOX_REDIRECT_URIS": redirect_uri, **(extra or {})},
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
     )
     try:
-        deadline = time.monotonic() + SANDBOX_START_TIMEOUT
+        deadline = time.monotonic() + CHILD_START_TIMEOUT
         while True:
             if process.poll() is not None:
-                raise SystemExit(
-                    f"flinks-bff: the Flinks sandbox exited (code {process.returncode})"
-                )
+                raise SystemExit(f"flinks-bff: {what} exited (code {process.returncode})")
             try:
-                httpx.get(f"{base_url}/v2/", timeout=0.5)
+                httpx.get(f"{base_url}{probe_path}", timeout=0.5)
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline:
-                    raise SystemExit("flinks-bff: the Flinks sandbox did not start") from None
+                    raise SystemExit(f"flinks-bff: {what} did not start") from None
                 time.sleep(0.1)
-        yield _Sandbox(base_url, process)
+        yield _Child(base_url, process)
     finally:
         process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _sandbox_process(
+    port: int, redirect_uri: str, extra: dict[str, str] | None = None
+) -> AbstractContextManager[_Child]:
+    env = {"SANDBOX_REDIRECT_URIS": redirect_uri, **(extra or {})}
+    return _child_process("the Flinks sandbox", "app.sandbox", port, "/v2/", env)
+
+
+def _receiver_process(port: int, secret: str) -> AbstractContextManager[_Child]:
+    env = {"BFF_WEBHOOK_SECRET": secret}
+    return _child_process("the development receiver", "app.receiver", port, "/webhooks", env)
 
 
 def _dev_webhooks(settings: Settings, public_url: str) -> dict[str, str]:
@@ -128,6 +148,11 @@ def _dev_webhooks(settings: Settings, public_url: str) -> dict[str, str]:
         "SANDBOX_WEBHOOK_SECRET": secret,
         "SANDBOX_WEBHOOK_HEADER": settings.flinks_webhook_header,
     }
+
+
+def _dev_events_secret() -> str:
+    """A Standard Webhooks secret for this run: the receiver verifies what the BFF signs."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -208,7 +233,8 @@ class _Supervisor:
 
 def dev(args: argparse.Namespace) -> int:
     """Settings are read once; what development adds (local URLs, the embedded Redis, the
-    sandbox) is handed to the server as environment, which its app factory reads."""
+    sandbox, the events receiver) is handed to the server as environment, which its app
+    factory reads."""
     _export(BFF_HOST=args.host, BFF_PORT=args.port, BFF_WORKERS=1)
     settings = _settings_or_exit()
     if "bff_log_format" not in settings.model_fields_set:
@@ -217,9 +243,14 @@ def dev(args: argparse.Namespace) -> int:
         print("flinks-bff: `dev` is for development; use `flinks-bff serve`", file=sys.stderr)  # noqa: T201
         return 2
     sandbox_port = args.sandbox_port or int(os.environ.get("SANDBOX_PORT", DEFAULT_SANDBOX_PORT))
+    receiver_port = int(os.environ.get("RECEIVER_PORT", DEFAULT_RECEIVER_PORT))
+    # Unless told where (BFF_WEBHOOK_URL), the BFF's events go to a receiver that prints them.
+    run_receiver = "bff_webhook_url" not in settings.model_fields_set
     ports = {"the BFF, BFF_PORT": settings.bff_port}
     if not settings.flinks_configured:
         ports["the Flinks sandbox, SANDBOX_PORT"] = sandbox_port
+    if run_receiver:
+        ports["the development receiver, RECEIVER_PORT"] = receiver_port
     busy = _busy_ports(settings.bff_host, ports)
     if busy:
         print("flinks-bff: cannot start: " + "; ".join(busy), file=sys.stderr)  # noqa: T201
@@ -246,7 +277,7 @@ def dev(args: argparse.Namespace) -> int:
             sandbox = stack.enter_context(
                 _sandbox_process(sandbox_port, f"{public_url}/v1/oauth/callback", hooks)
             )
-            watched.append(("the Flinks sandbox", lambda: sandbox.process.poll() is None))
+            watched.append(("the Flinks sandbox", sandbox.alive))
             _export(
                 FLINKS_API_URL=sandbox.url,
                 FLINKS_CONNECT_URL=f"{sandbox.url}/v2/",
@@ -263,6 +294,17 @@ def dev(args: argparse.Namespace) -> int:
                 notes.append("  Webhooks the sandbox signs and posts them to /v1/webhooks/flinks")
         else:
             notes.append(f"  Flinks   {settings.flinks_base_url}")
+        if run_receiver:
+            secret = _dev_events_secret()
+            receiver = stack.enter_context(_receiver_process(receiver_port, secret))
+            watched.append(("the development receiver", receiver.alive))
+            _export(BFF_WEBHOOK_URL=f"{receiver.url}/webhooks", BFF_WEBHOOK_SECRET=secret)
+            notes.append(
+                f"  Events   {receiver.url}/webhooks "
+                "(development receiver; prints each signed event)"
+            )
+        else:
+            notes.append("  Events   BFF_WEBHOOK_URL from your environment")
         banner = (
             "\nflinks-bff (development) is ready\n"
             f"  Demo     {base}/\n"
@@ -282,6 +324,12 @@ def sandbox(argv: Sequence[str]) -> int:
     return sandbox_main(list(argv))
 
 
+def receiver(argv: Sequence[str]) -> int:
+    from app.receiver import main as receiver_main
+
+    return receiver_main(list(argv), prog="flinks-bff receiver")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flinks-bff", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -292,7 +340,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--workers", type=int, help="worker processes (env BFF_WORKERS)")
 
     dev_cmd = commands.add_parser(
-        "dev", help="run the BFF with an embedded Redis and the Flinks sandbox when unconfigured"
+        "dev",
+        help="run the BFF with an embedded Redis, the Flinks sandbox when unconfigured and a "
+        "receiver printing its events",
     )
     dev_cmd.add_argument("--host", help="bind address (default 127.0.0.1)")
     dev_cmd.add_argument("--port", type=int, help="port (default 8000)")
@@ -305,6 +355,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run the Flinks sandbox alone (see `flinks-bff sandbox --help`)",
         add_help=False,
     )
+    commands.add_parser(
+        "receiver",
+        help="run the development receiver of the BFF's events alone (see `flinks-bff receiver "
+        "--help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -312,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sandbox":
         return sandbox(argv[1:])
+    if argv and argv[0] == "receiver":
+        return receiver(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)

@@ -38,15 +38,17 @@ from app.draining import Drain
 from app.embedded_redis import EmbeddedRedis
 from app.flinks import CircuitBreaker, FlinksClient, FlinksTimeouts
 from app.flows import BrowserSessions, FlowConfig, Flows, LinkPolicy, TaskRegistry, Timing
+from app.flows.events import DeliveryMetrics, DeliveryPolicy, EventDelivery, Events
 from app.flows.webhooks import FlinksInbox, WebhookMetrics, WebhookPolicy
 from app.identity.callers import Identities
 from app.identity.jwt import JwtConfig, JwtVerifier
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
+from app.outbound import WebhookSender
 from app.pools import http_limits, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
 from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
-from app.store import Store, WebhookInbox, close_redis, connect_redis
+from app.store import EventQueue, RedisClient, Store, WebhookInbox, close_redis, connect_redis
 
 log = logging.getLogger("app.main")
 
@@ -64,6 +66,7 @@ def _register_secrets(settings: Settings) -> None:
         settings.flinks_api_key,
         settings.bff_encryption_key,
         settings.flinks_webhook_secret,
+        settings.bff_webhook_secret,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
@@ -72,6 +75,38 @@ def _register_secrets(settings: Settings) -> None:
 def _webhook_policy(settings: Settings) -> WebhookPolicy:
     secret = settings.flinks_webhook_secret
     return WebhookPolicy(secret=secret.get_secret_value().encode() if secret else None)
+
+
+def _event_delivery(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    redis: RedisClient,
+    events: Events,
+    clock: Clock,
+    metrics: DeliveryMetrics,
+) -> EventDelivery | None:
+    """The events out's relay and consumer, when BFF_WEBHOOK_URL is set."""
+    if settings.bff_webhook_url is None or settings.bff_webhook_secret is None:
+        return None
+    sender = WebhookSender(
+        http,
+        str(settings.bff_webhook_url),
+        settings.bff_webhook_secret.get_secret_value(),
+        timeout=settings.bff_webhook_timeout,
+        # Development delivers to the receiver `flinks-bff dev` runs on this machine.
+        allow_private=settings.bff_webhook_allow_private or not settings.is_production,
+    )
+    policy = _delivery_policy(settings)
+    return EventDelivery(EventQueue(redis), sender, events, policy, clock, metrics)
+
+
+def _delivery_policy(settings: Settings) -> DeliveryPolicy:
+    # An attempt ends within BFF_WEBHOOK_TIMEOUT: an entry held twice that long (and a margin
+    # for a busy event loop) is a dead consumer's. Taken too early, it is delivered twice.
+    claim_after = timedelta(seconds=2 * settings.bff_webhook_timeout + 2)
+    return DeliveryPolicy(
+        max_age=timedelta(seconds=settings.bff_webhook_max_age), claim_after=claim_after
+    )
 
 
 def _encryption_key(settings: Settings) -> bytes:
@@ -172,6 +207,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _register_secrets(settings)
     metrics = Metrics()
     webhook_metrics = WebhookMetrics(metrics.registry)
+    delivery_metrics = DeliveryMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -215,12 +251,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             identities = _identities(settings, http, clock)
             if identities.verifier is not None:  # a key-set fetch in flight is cancelled
                 stack.push_async_callback(identities.verifier.aclose)
+            events = Events(clock, enabled=settings.bff_webhook_url is not None)
             flows_service = Flows(
                 store,
                 _flinks_client(settings, http, clock, metrics),
                 _flow_config(settings),
                 clock=clock,
                 tasks=tasks,
+                events=events,
             )
             inbox = FlinksInbox(
                 WebhookInbox(redis, store.sealer),
@@ -251,6 +289,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             if settings.flinks_webhooks:  # stopped before Redis closes (the stack unwinds)
                 inbox.start()
                 stack.push_async_callback(inbox.stop)
+            delivery = _event_delivery(settings, http, redis, events, clock, delivery_metrics)
+            if delivery is not None:
+                delivery.start()
+                stack.push_async_callback(delivery.stop)
             drain.install()
             stack.callback(drain.uninstall)
             log.info(

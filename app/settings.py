@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.flows.records import INSTITUTION_ID
 from app.identity.jwt import check_algorithms, load_public_key
+from app.outbound import private_address
 
 # One server (redis://, rediss://, unix://), a Redis Cluster (redis+cluster://h:p[,h:p...]) or a
 # Sentinel-watched primary (redis+sentinel://h:p[,h:p...]/service_name): app/store.py connects.
@@ -175,6 +176,15 @@ class Settings(BaseSettings):
     flinks_webhook_secret: SecretStr | None = Field(None)
     flinks_webhook_header: str = Field("flinks-authenticity-key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     flinks_webhook_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The BFF's own events out to the host backend (app/flows/events.py): off without a URL.
+    # The secret is Standard Webhooks' `whsec_<base64 key>`. Each event is retried for
+    # BFF_WEBHOOK_MAX_AGE seconds, then dead-lettered; one attempt lasts BFF_WEBHOOK_TIMEOUT.
+    # Production refuses loopback, link-local and private destinations unless allowed.
+    bff_webhook_url: HttpUrl | None = Field(None)
+    bff_webhook_secret: SecretStr | None = Field(None)
+    bff_webhook_max_age: int = Field(24 * 3600, ge=60, le=30 * 86400)
+    bff_webhook_timeout: float = Field(10.0, gt=0, le=60)
+    bff_webhook_allow_private: bool = Field(False)
 
     @field_validator(
         "bff_return_urls",
@@ -308,6 +318,32 @@ class Settings(BaseSettings):
                 "FLINKS_WEBHOOKS=true needs FLINKS_WEBHOOK_SECRET in production (unsigned "
                 "deliveries would be believed)"
             )
+        return problems + self._events_out_problems()
+
+    def _events_out_problems(self) -> list[str]:
+        url = self.bff_webhook_url
+        if url is None:
+            return []
+        problems = []
+        secret = self.bff_webhook_secret
+        if secret is None:
+            problems.append(
+                "BFF_WEBHOOK_URL needs BFF_WEBHOOK_SECRET (whsec_ and a base64 key of 24 bytes or "
+                "more; make one with: python -c 'import secrets,base64;"
+                'print("whsec_"+base64.b64encode(secrets.token_bytes(32)).decode())\')'
+            )
+        elif not _webhook_secret_usable(secret.get_secret_value()):
+            problems.append(
+                "BFF_WEBHOOK_SECRET must be whsec_ followed by a base64 key of 24 bytes or more"
+            )
+        if self.is_production:
+            if url.scheme != "https":
+                problems.append("BFF_WEBHOOK_URL must be https in production")
+            if not self.bff_webhook_allow_private and private_address(url.host or ""):
+                problems.append(
+                    "BFF_WEBHOOK_URL names a loopback, link-local or private address; set "
+                    "BFF_WEBHOOK_ALLOW_PRIVATE=true if the host backend really lives there"
+                )
         return problems
 
     def _auth_problems(self) -> list[str]:
@@ -439,6 +475,17 @@ def _has_extras(url: str) -> bool:
     return bool(parts.username or parts.password or "@" in parts.netloc or parts.query) or (
         parts.fragment != "" or url.endswith("#")
     )
+
+
+def _webhook_secret_usable(secret: str) -> bool:
+    """Standard Webhooks' form: `whsec_` and the base64 of a key of 24 bytes or more."""
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(key) >= 24
 
 
 def _redis_is_private(url: MultiHostUrl) -> bool:

@@ -33,6 +33,9 @@ Keys (every one written with its TTL in the same command):
   deliveries, each body sealed, read by the consumer group `bff` and deleted once processed;
   `bff:v1:flinksseen:{inbox}:<sha256>` a delivery already taken (de-duplication), TTL = 6 h
   (Flinks retries 10 times, 30 minutes apart). Same hash tag: one script checks and enqueues.
+- `bff:v1:outbox:{<flow_id or link_id>}`  the events out a change made (app/flows/events.py), a
+  Stream written by the same script or transaction as the change (same slot), emptied as they
+  are relayed to the delivery keys under `{events}` (see "the BFF's events out" below)
 
 The braces are Redis Cluster hash tags: a flow's record, loginId, lease and OAuth state live in
 the same slot, so one script can change them together atomically (a new flow and its state:
@@ -70,7 +73,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from app.errors import StoreUnavailable
-from app.flows.records import FlowRecord, LinkRecord
+from app.flows.records import FlowRecord, LinkRecord, OutboxEvent
 
 PREFIX = "bff:v1:"
 
@@ -284,8 +287,9 @@ class Sealer:
 
 
 # Compare-and-set on a flow: only if the stored version is the one the caller read, so two
-# replicas racing on the same flow cannot both win. Optionally writes the loginId and takes the
-# flow's lease in the same atomic step. KEEPTTL: a transition never extends a flow's life.
+# replicas racing on the same flow cannot both win. Optionally writes the loginId, takes the
+# flow's lease and writes an event to the flow's outbox in the same atomic step. KEEPTTL: a
+# transition never extends a flow's life.
 CAS_FLOW_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
@@ -293,6 +297,10 @@ if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'order', ARGV[8], 'body', ARGV[9],
+    'created', ARGV[10])
+end
 return 1
 """
 
@@ -343,7 +351,8 @@ return 1
 
 # Writes a link record if its current status is one of ARGV[2] (`absent` for no record) and,
 # unless it is a tombstone, it belongs to ARGV[1]. 1 written; 0 a status not listed (same owner);
-# -1 another owner's. ARGV[4] = '0' keeps the record's TTL.
+# -1 another owner's. ARGV[4] = '0' keeps the record's TTL. A write also puts its event (ARGV[5..8],
+# '' for none) in the link's outbox (KEYS[2]).
 WRITE_LINK_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 local allowed = ',' .. ARGV[2] .. ','
@@ -356,6 +365,10 @@ else
 end
 if ARGV[4] == '0' then redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 else redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) end
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'order', ARGV[6], 'body', ARGV[7],
+    'created', ARGV[8])
+end
 return 1
 """
 
@@ -494,16 +507,23 @@ class Store:
         *,
         login_id: str | None = None,
         lease: Lease | None = None,
+        event: OutboxEvent | None = None,
     ) -> bool:
         """Compare-and-set; False if the flow changed (or vanished) since it was read. With
-        `lease`, the transition also takes the flow's lease (whoever held it)."""
+        `lease`, the transition also takes the flow's lease (whoever held it); with `event`,
+        the event is in the flow's outbox if and only if the transition happened."""
         sealed_login = (
             self.sealer.seal(login_id, login_key(flow.flow_id)) if login_id is not None else ""
         )
         flow_id = flow.flow_id
         result = await call_redis(
             self._cas(
-                keys=[flow_key(flow_id), login_key(flow_id), lease_key(flow_id)],
+                keys=[
+                    flow_key(flow_id),
+                    login_key(flow_id),
+                    lease_key(flow_id),
+                    outbox_key(flow_id),
+                ],
                 args=[
                     expected_version,
                     flow.model_dump_json(),
@@ -511,6 +531,7 @@ class Store:
                     self.login_ttl,
                     lease.value() if lease else "",
                     lease.key_ttl_ms if lease else 0,
+                    *_event_args(event),
                 ],
             )
         )
@@ -669,14 +690,26 @@ class Store:
         return None if raw is None else LinkRecord.model_validate_json(raw)
 
     async def write_link(
-        self, link: LinkRecord, *, when: tuple[str, ...], ttl: int | None
+        self,
+        link: LinkRecord,
+        *,
+        when: tuple[str, ...],
+        ttl: int | None,
+        event: OutboxEvent | None = None,
     ) -> LinkWrite:
         """Writes `link` if its stored status is one of `when` ("absent": no record) and it is
-        `link.owner`'s (or a tombstone). `ttl` None keeps the stored TTL."""
+        `link.owner`'s (or a tombstone). `ttl` None keeps the stored TTL. `event` goes to the
+        link's outbox with the write, and only with it."""
         result = await call_redis(
             self._write_link(
-                keys=[link_key(link.link_id)],
-                args=[link.owner, ",".join(when), link.model_dump_json(), ttl or 0],
+                keys=[link_key(link.link_id), outbox_key(link.link_id)],
+                args=[
+                    link.owner,
+                    ",".join(when),
+                    link.model_dump_json(),
+                    ttl or 0,
+                    *_event_args(event),
+                ],
             )
         )
         return _LINK_WRITE[int(result)]
@@ -709,13 +742,17 @@ class Store:
         sealed = await call_redis(self._redis.get(data_key(link_id)))
         return None if sealed is None else self.sealer.open(str(sealed), data_key(link_id))
 
-    async def put_data(self, link_id: str, plain: str, ttl: int) -> None:
-        """The link's data, and its job gone (the data is what the job was for): one
-        transaction, both keys in the link's slot."""
+    async def put_data(
+        self, link_id: str, plain: str, ttl: int, *, event: OutboxEvent | None = None
+    ) -> None:
+        """The link's data, and its job gone (the data is what the job was for), and `event`
+        in the link's outbox: one transaction, every key in the link's slot."""
         sealed = self.sealer.seal(plain, data_key(link_id))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(data_key(link_id), sealed, ex=ttl)
             pipe.delete(data_job_key(link_id))
+            if event is not None:
+                pipe.xadd(outbox_key(link_id), _outbox_fields(event))
             await call_redis(pipe.execute())
 
     async def get_data_job(self, link_id: str) -> str | None:
@@ -881,3 +918,348 @@ def _is_reply(exc: StoreUnavailable, prefix: str) -> bool:
     """Whether Redis refused the command with this error reply (not a lost connection)."""
     cause = exc.__cause__
     return isinstance(cause, ResponseError) and str(cause).startswith(prefix)
+
+
+# -- the BFF's events out ----------------------------------------------------------------------
+#
+# An event is written to its change's own outbox, `bff:v1:outbox:{<tag>}` (the slot of the
+# flow or link that changed), by the same script or transaction as the change: no change
+# without its event, on a Redis Cluster too. A relay (app/flows/events.py) then moves it to the
+# delivery stream under `{events}`, taking its id once (SET NX) in the same step, so a relay
+# done twice (a crash between the move and the outbox's XDEL) queues it once. There:
+# - `bff:v1:events:{events}` the Stream a consumer group `bff` delivers from; it holds only the
+#   first undelivered event of each order (a link), so a link's events arrive in order;
+# - `bff:v1:event:{events}:<id>` the event (body, order, created, attempts);
+# - `bff:v1:eventorder:{events}:<order>` the order's undelivered event ids, oldest first;
+# - `bff:v1:eventretry:{events}` ids waiting out a backoff (score: when due, ms);
+# - `bff:v1:eventdead:{events}` the dead letters (a Stream, capped);
+# - `bff:v1:eventseen:{events}:<id>` an id already relayed, TTL = max age + a day.
+
+OUTBOX_PREFIX = f"{PREFIX}outbox:"
+EVENTS_KEY = f"{PREFIX}events:{{events}}"
+EVENTS_GROUP = "bff"
+EVENT_RETRY_KEY = f"{PREFIX}eventretry:{{events}}"
+EVENT_DEAD_KEY = f"{PREFIX}eventdead:{{events}}"
+EVENT_SWEEP_KEY = f"{PREFIX}eventsweep:{{events}}"
+EVENT_KEY_PREFIX = f"{PREFIX}event:{{events}}:"
+DEAD_LETTERS_KEPT = 100_000
+
+
+def outbox_key(tag: str) -> str:
+    return _in_slot("outbox", tag)
+
+
+def event_key(event_id: str) -> str:
+    return f"{EVENT_KEY_PREFIX}{event_id}"
+
+
+def event_order_key(order: str) -> str:
+    return f"{PREFIX}eventorder:{{events}}:{order}"
+
+
+def event_seen_key(event_id: str) -> str:
+    return f"{PREFIX}eventseen:{{events}}:{event_id}"
+
+
+def _event_args(event: OutboxEvent | None) -> list[str | int]:
+    """An event as a script's four arguments (id, order, body, created); '' for none."""
+    if event is None:
+        return ["", "", "", 0]
+    return [event.event_id, event.order, event.body, event.created_ms]
+
+
+def _outbox_fields(event: OutboxEvent) -> dict[Any, Any]:
+    return {
+        "id": event.event_id,
+        "order": event.order,
+        "body": event.body,
+        "created": str(event.created_ms),
+    }
+
+
+# Moves one outbox entry in: KEYS seen, event, order, stream; ARGV id, body, order, created,
+# seen TTL, event TTL. The first of an order goes to the stream; the rest wait in the order's
+# list until the one before them is done. 1 moved; 0 moved before.
+RELAY_EVENT_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[2], 'body', ARGV[2], 'order', ARGV[3], 'created', ARGV[4], 'attempts', 0)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+if redis.call('LINDEX', KEYS[3], 0) == ARGV[1] then
+  redis.call('XADD', KEYS[4], '*', 'id', ARGV[1], 'order', ARGV[3])
+end
+return 1
+"""
+
+# Drops relayed entries from an outbox, and the outbox once empty (a later change makes it again).
+TRIM_OUTBOX_SCRIPT = """
+redis.call('XDEL', KEYS[1], unpack(ARGV))
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# An event is done (delivered, or dead: ARGV[4] the dead letter's reason, '' for delivered):
+# KEYS stream, event, order, dead; ARGV entry, id, group, reason, attempts, dead letters kept,
+# order. Its entry is acked and deleted, it leaves its order and, if it led it, the next of
+# that order goes to the stream. Done twice (by a consumer presumed dead, too), the second
+# finds nothing to move. An event whose record is gone (expired) still leaves its order.
+FINISH_EVENT_SCRIPT = """
+redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+local body = redis.call('HGET', KEYS[2], 'body')
+if body and ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'id', ARGV[2], 'body', body,
+    'reason', ARGV[4], 'attempts', ARGV[5])
+end
+redis.call('DEL', KEYS[2])
+if redis.call('LINDEX', KEYS[3], 0) ~= ARGV[2] then
+  redis.call('LREM', KEYS[3], 1, ARGV[2])
+  return body and 1 or 0
+end
+redis.call('LPOP', KEYS[3])
+local next_id = redis.call('LINDEX', KEYS[3], 0)
+if next_id then redis.call('XADD', KEYS[1], '*', 'id', next_id, 'order', ARGV[7]) end
+return body and 1 or 0
+"""
+
+# An attempt failed: KEYS stream, event, retry; ARGV entry, id, group, due (ms), order. The
+# entry is acked and deleted and the event waits in the retry set (as `<id>|<order>`) until
+# due. 1 scheduled; 0 its record is gone (done by another consumer).
+RETRY_EVENT_SCRIPT = """
+redis.call('XACK', KEYS[1], ARGV[3], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2] .. '|' .. ARGV[5])
+return 1
+"""
+
+# Events whose backoff is over go back to the stream: KEYS retry, stream; ARGV now (ms), count.
+DUE_EVENTS_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local id, order = string.match(member, '^([^|]*)|(.*)$')
+  redis.call('XADD', KEYS[2], '*', 'id', id, 'order', order)
+end
+return #due
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """One event handed to a consumer: the stream entry it came in, and the event (None when
+    its record is gone: done by another consumer, or expired)."""
+
+    entry_id: str
+    event_id: str
+    order: str
+    body: str | None = field(default=None, repr=False)
+    created_ms: int = 0
+    attempts: int = 0
+
+
+class EventQueue:
+    """The BFF's events out between their outbox and the host backend (see above)."""
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+        self._relay = redis.register_script(RELAY_EVENT_SCRIPT)
+        self._trim = redis.register_script(TRIM_OUTBOX_SCRIPT)
+        self._finish = redis.register_script(FINISH_EVENT_SCRIPT)
+        self._retry = redis.register_script(RETRY_EVENT_SCRIPT)
+        self._due = redis.register_script(DUE_EVENTS_SCRIPT)
+
+    # -- outbox -> stream ------------------------------------------------------------------
+
+    async def outbox(self, tag: str, count: int) -> list[tuple[str, OutboxEvent]]:
+        """The oldest `count` entries of a change's outbox: (entry id, event)."""
+        raw = await call_redis(
+            cast(Awaitable[list[Any]], self._redis.xrange(outbox_key(tag), count=count))
+        )
+        return [(str(entry_id), _outbox_event(fields)) for entry_id, fields in raw]
+
+    async def relay(self, event: OutboxEvent, seen_ttl: int, event_ttl: int) -> bool:
+        """Moves one event in (False: it was moved before)."""
+        result = await call_redis(
+            self._relay(
+                keys=[
+                    event_seen_key(event.event_id),
+                    event_key(event.event_id),
+                    event_order_key(event.order),
+                    EVENTS_KEY,
+                ],
+                args=[
+                    event.event_id,
+                    event.body,
+                    event.order,
+                    event.created_ms,
+                    seen_ttl,
+                    event_ttl,
+                ],
+            )
+        )
+        return int(result) == 1
+
+    async def trim_outbox(self, tag: str, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await call_redis(self._trim(keys=[outbox_key(tag)], args=list(entry_ids)))
+
+    async def outbox_tags(self) -> list[str]:
+        """The tags of every outbox that holds something (SCAN: on each primary of a cluster),
+        for the sweep that relays what a process died before relaying."""
+        tags = set()
+        async for key in self._redis.scan_iter(
+            match=f"{OUTBOX_PREFIX}*", count=1000, _type="STREAM"
+        ):
+            name = str(key)
+            if name.startswith(OUTBOX_PREFIX + "{") and name.endswith("}"):
+                tags.add(name[len(OUTBOX_PREFIX) + 1 : -1])
+        return sorted(tags)
+
+    async def take_sweep(self, holder: str, ttl_ms: int) -> bool:
+        """One process sweeps at a time (the others' sweeps would find the same entries)."""
+        taken = await call_redis(self._redis.set(EVENT_SWEEP_KEY, holder, px=ttl_ms, nx=True))
+        return bool(taken)
+
+    # -- the consumer group ----------------------------------------------------------------
+
+    async def ensure_group(self) -> None:
+        try:
+            await call_redis(
+                self._redis.xgroup_create(EVENTS_KEY, EVENTS_GROUP, id="0", mkstream=True)
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "BUSYGROUP"):
+                raise
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[QueuedEvent]:
+        try:
+            reply = await call_redis(
+                cast(
+                    Awaitable[list[Any] | None],
+                    self._redis.xreadgroup(
+                        EVENTS_GROUP, consumer, {EVENTS_KEY: ">"}, count=count, block=block_ms
+                    ),
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure_group()
+            return []
+        return await self._load([e for _, entries in reply or () for e in entries])
+
+    async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[QueuedEvent]:
+        """Entries a consumer took and left unacknowledged for `min_idle_ms` (it died)."""
+        try:
+            reply = await call_redis(
+                self._redis.xautoclaim(
+                    EVENTS_KEY, EVENTS_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure_group()
+            return []
+        return await self._load([e for e in reply[1] if e is not None and e[1] is not None])
+
+    async def _load(self, entries: list[Any]) -> list[QueuedEvent]:
+        """The events behind stream entries, read in one pipeline."""
+        if not entries:
+            return []
+        heads = [(str(fields.get("id", "")), str(fields.get("order", ""))) for _, fields in entries]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event_id, _ in heads:
+                pipe.hgetall(event_key(event_id))
+            records = await call_redis(pipe.execute())
+        queued = []
+        for (entry_id, _), (event_id, order), record in zip(entries, heads, records, strict=True):
+            if not record:
+                queued.append(QueuedEvent(str(entry_id), event_id, order))
+                continue
+            queued.append(
+                QueuedEvent(
+                    str(entry_id),
+                    event_id,
+                    order,
+                    body=str(record["body"]),
+                    created_ms=int(record["created"]),
+                    attempts=int(record.get("attempts", 0)),
+                )
+            )
+        return queued
+
+    async def finish(self, event: QueuedEvent, *, dead_reason: str = "") -> bool:
+        """Delivered, dead-lettered (with a reason) or gone: the next of its order is queued.
+        False if its record was gone (done before)."""
+        result = await call_redis(
+            self._finish(
+                keys=[
+                    EVENTS_KEY,
+                    event_key(event.event_id),
+                    event_order_key(event.order),
+                    EVENT_DEAD_KEY,
+                ],
+                args=[
+                    event.entry_id,
+                    event.event_id,
+                    EVENTS_GROUP,
+                    dead_reason,
+                    event.attempts + 1,
+                    DEAD_LETTERS_KEPT,
+                    event.order,
+                ],
+            )
+        )
+        return int(result) == 1
+
+    async def retry_at(self, event: QueuedEvent, due_ms: int) -> bool:
+        result = await call_redis(
+            self._retry(
+                keys=[EVENTS_KEY, event_key(event.event_id), EVENT_RETRY_KEY],
+                args=[event.entry_id, event.event_id, EVENTS_GROUP, due_ms, event.order],
+            )
+        )
+        return int(result) == 1
+
+    async def requeue_due(self, now_ms: int, count: int) -> int:
+        """Moves the ids whose backoff is over back to the stream; how many."""
+        return int(
+            await call_redis(self._due(keys=[EVENT_RETRY_KEY, EVENTS_KEY], args=[now_ms, count]))
+        )
+
+    async def counts(self) -> tuple[int, int, int]:
+        """(in the stream, waiting out a backoff, dead letters): for /metrics and tests."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(EVENTS_KEY)
+            pipe.zcard(EVENT_RETRY_KEY)
+            pipe.xlen(EVENT_DEAD_KEY)
+            queued, waiting, dead = await call_redis(pipe.execute())
+        return int(queued), int(waiting), int(dead)
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        raw = await call_redis(
+            cast(Awaitable[list[Any]], self._redis.xrange(EVENT_DEAD_KEY, count=count))
+        )
+        return [{str(k): str(v) for k, v in fields.items()} for _, fields in raw]
+
+    async def leave(self, consumer: str) -> None:
+        """Removes `consumer` from the group if it holds nothing (best effort)."""
+        with contextlib.suppress(RedisError, OSError):
+            held = await self._redis.xpending_range(
+                EVENTS_KEY, EVENTS_GROUP, min="-", max="+", count=1, consumername=consumer
+            )
+            if not held:
+                await self._redis.xgroup_delconsumer(EVENTS_KEY, EVENTS_GROUP, consumer)
+
+
+def _outbox_event(fields: dict[Any, Any]) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=str(fields["id"]),
+        order=str(fields["order"]),
+        body=str(fields["body"]),
+        created_ms=int(fields["created"]),
+    )

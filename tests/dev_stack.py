@@ -28,6 +28,7 @@ class DevStack:
     process: subprocess.Popen[str]
     bff_url: str
     sandbox_url: str
+    receiver_url: str
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
 
@@ -42,19 +43,25 @@ class DevStack:
 
 @contextmanager
 def dev_stack() -> Iterator[DevStack]:
-    """`flinks-bff dev` on two reserved ports (BFF_PORT, SANDBOX_PORT), stopped on exit."""
-    with reserve_port() as bff, reserve_port() as sandbox:
+    """`flinks-bff dev` on three reserved ports (BFF_PORT, SANDBOX_PORT, RECEIVER_PORT), stopped
+    on exit."""
+    with reserve_port() as bff, reserve_port() as sandbox, reserve_port() as receiver:
         bff.release()
         sandbox.release()
+        receiver.release()
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "dev"],
             cwd=ROOT,
-            env=dev_environment(BFF_PORT=str(bff.port), SANDBOX_PORT=str(sandbox.port)),
+            env=dev_environment(
+                BFF_PORT=str(bff.port),
+                SANDBOX_PORT=str(sandbox.port),
+                RECEIVER_PORT=str(receiver.port),
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        stack = DevStack(process, bff.url, sandbox.url)
+        stack = DevStack(process, bff.url, sandbox.url, receiver.url)
         readers = [
             threading.Thread(target=sink.extend, args=(pipe,), daemon=True)
             for pipe, sink in ((process.stdout, stack.out), (process.stderr, stack.err))

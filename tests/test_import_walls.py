@@ -2,7 +2,8 @@
 
 api -> flows -> {store, flinks}; the Flinks client knows nothing of Redis, FastAPI or the app;
 the store keeps the domain's records and nothing of the service; the sandbox shares no code with
-the BFF, and the BFF starts it only as a process (`flinks-bff dev`, `flinks-bff sandbox`).
+the BFF, and the BFF starts it only as a process (`flinks-bff dev`, `flinks-bff sandbox`); the
+events-out sender knows nothing of the app, and the development receiver nothing of the BFF.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ WALLS = (
         ("app", "fastapi", "starlette", "redis"),
         allowed=("app.flinks",),
         why="the Flinks client knows nothing of the app",
+    ),
+    Wall(
+        "app/outbound/",
+        ("app", "fastapi", "starlette", "redis"),
+        allowed=("app.outbound",),
+        why="the events-out sender knows nothing of the app",
+    ),
+    Wall(
+        "app/receiver.py",
+        ("app",),
+        why="the development receiver is the host backend's stand-in, not the BFF",
     ),
     Wall(
         "app/store.py",

@@ -47,6 +47,7 @@ from app.flinks import (
     MfaRequired,
     Pending,
 )
+from app.flows.events import Events
 from app.flows.records import LinkRecord
 from app.flows.runner import app_error
 
@@ -159,11 +160,13 @@ class Links:
         flinks: Callable[[], FlinksClient],
         policy: LinkPolicy,
         clock: Clock,
+        events: Events | None = None,
     ) -> None:
         self.store = store
         self._flinks = flinks
         self.policy = policy
         self._clock = clock
+        self.events = events or Events(clock, enabled=False)
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -194,6 +197,7 @@ class Links:
         institution: str | None,
         flow_id: str,
         request_id: str,
+        tag: str | None = None,
     ) -> LinkRecord | None:
         """The link a connected flow makes (or refreshes), or None if the loginId turned out
         to be another owner's (its claim lapsed and another took it)."""
@@ -213,12 +217,17 @@ class Links:
             sealed_login_id=self.store.seal_login(login_id, link_id),
             flow_id=flow_id,
         )
+        event = self.events.link_connected(link, tag=tag)
         written = await self.store.write_link(
-            link, when=("absent", "deleted", "linking", "active"), ttl=self.policy.link_ttl
+            link,
+            when=("absent", "deleted", "linking", "active"),
+            ttl=self.policy.link_ttl,
+            event=event,
         )
         if written == "elsewhere":
             log.warning("security.login_owned_elsewhere", extra={"flow_id": flow_id})
             return None
+        self.events.written(event, link_id)
         await self.store.add_owner_link(owner, link_id, self.policy.link_ttl)
         job = json.dumps({"request_id": request_id, "stage": "fresh"})
         await self.store.put_data_job(link_id, job, self.policy.request_id_ttl, drop_data=True)
@@ -272,7 +281,12 @@ class Links:
         tombstone = link.model_copy(
             update={"status": "deleted", "sealed_login_id": None, "refreshed_at": now}
         )
-        await self.store.write_link(tombstone, when=("deleting",), ttl=self.policy.tombstone_ttl)
+        event = self.events.link_deleted(link)
+        deleted = await self.store.write_link(
+            tombstone, when=("deleting",), ttl=self.policy.tombstone_ttl, event=event
+        )
+        if deleted == "written":
+            self.events.written(event, link_id)
         await self.store.remove_owner_link(link.owner, link_id)
         await self.store.drop_data(link_id)
         log.info("link.deleted", extra={"link_id": link_id})
@@ -379,7 +393,13 @@ class Links:
         """Flinks' accounts for the link, however they came (an answer, a webhook): cached, as
         the browser may see them, for `data_ttl`; any job for them is done."""
         data = _account_data(result, self._clock.now())
-        await self.store.put_data(link.link_id, data.model_dump_json(), self.policy.data_ttl)
+        event = self.events.accounts_ready(
+            link, accounts=len(data.accounts), refreshed_at=data.refreshed_at
+        )
+        await self.store.put_data(
+            link.link_id, data.model_dump_json(), self.policy.data_ttl, event=event
+        )
+        self.events.written(event, link.link_id)
         refreshed = link.model_copy(update={"refreshed_at": data.refreshed_at})
         await self.store.write_link(refreshed, when=("active",), ttl=None)
         log.info("link.data_ready", extra={"link_id": link.link_id})

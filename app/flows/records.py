@@ -165,3 +165,20 @@ class LinkRecord(BaseModel):
         return owner is not None and secrets.compare_digest(
             self.owner.encode("utf-8", "surrogatepass"), owner.encode("utf-8", "surrogatepass")
         )
+
+
+EventType = Literal["link.connected", "link.failed", "link.deleted", "accounts.ready"]
+
+
+class OutboxEvent(BaseModel):
+    """An event for the host backend, written by the store in the same atomic step as the
+    change it reports (app/flows/events.py). `event_id` is its Standard Webhooks `webhook-id`,
+    the same on every attempt; `order` names the sequence it is delivered in (a link's id, or a
+    flow's for a flow that failed before it made one); `body` is the JSON sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    order: str
+    body: str
+    created_ms: int

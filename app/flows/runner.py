@@ -53,7 +53,7 @@ from app.flinks import (
     outcome_for_flinks_code,
 )
 from app.flows.mfa import QUESTION_AND_ANSWER
-from app.flows.records import Challenge, FlowError, FlowRecord
+from app.flows.records import Challenge, FlowError, FlowRecord, OutboxEvent
 from app.flows.tasks import TaskRegistry
 
 if TYPE_CHECKING:
@@ -422,6 +422,7 @@ class FlowRunner:
             institution=institution,
             flow_id=flow.flow_id,
             request_id=request_id,
+            tag=flow.tag,
         )
         return None if link is None else link.link_id
 
@@ -459,13 +460,17 @@ class FlowRunner:
             sealed_upstream=None,
             pending_since=None,
         )
-        await self._save(flow, failed)
+        event = self.links.events.link_failed(failed, code=code, message=message)
+        await self._save(flow, failed, event=event)
+        self.links.events.written(event, flow.flow_id)
         log.info("flow.failed", extra={"flow_id": flow.flow_id, "code": code})
         return failed
 
-    async def _save(self, expected: FlowRecord, updated: FlowRecord) -> None:
+    async def _save(
+        self, expected: FlowRecord, updated: FlowRecord, *, event: OutboxEvent | None = None
+    ) -> None:
         try:
-            saved = await self.store.replace_flow(expected.version, updated)
+            saved = await self.store.replace_flow(expected.version, updated, event=event)
         except StoreUnavailable as exc:
             raise _unconfirmed(exc) from exc
         if not saved:

@@ -42,6 +42,7 @@ from app.flinks import (
     outcome_for_oauth_error,
 )
 from app.flows import handoff
+from app.flows.events import Events
 from app.flows.links import LinkPolicy, Links
 from app.flows.mfa import security_responses
 from app.flows.records import (
@@ -159,14 +160,16 @@ class Flows:
         *,
         clock: Clock | None = None,
         tasks: TaskRegistry | None = None,
+        events: Events | None = None,
     ) -> None:
-        """`tasks` owns the background calls (the app's lifespan closes it on shutdown)."""
+        """`tasks` owns the background calls (the app's lifespan closes it on shutdown);
+        `events` makes the events out (none when left out)."""
         self.store = store
         self._clock = clock or SystemClock()
         self._flinks = flinks
         self.config = config
         self.tasks = tasks if tasks is not None else TaskRegistry()
-        self.links = Links(store, lambda: self.flinks, config.links, self._clock)
+        self.links = Links(store, lambda: self.flinks, config.links, self._clock, events)
         self.runner = FlowRunner(
             store, lambda: self.flinks, config.timing, self._clock, self.tasks, self.links
         )

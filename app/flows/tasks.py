@@ -58,3 +58,22 @@ class TaskRegistry:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
             log.info("tasks.cancelled", extra={"count": len(tasks)})
+
+
+# How often a task that ignored its cancellation is cancelled again while being stopped.
+RECANCEL_EVERY = 0.1
+
+
+async def stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancels each task until it has ended. One cancellation is not always enough: a library's
+    own timeout that fires with it may turn it into its own error (redis-py's TimeoutError,
+    asyncio.timeout's TimeoutError on Python 3.11), which a loop that outlives Redis errors
+    catches and goes on; it is cancelled again until it ends."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_EVERY)
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("task.failed", extra={"task": task.get_name(), "error": type(error).__name__})

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -46,6 +45,7 @@ from app.clock import Clock
 from app.errors import BadRequest, StoreUnavailable, WebhookSignatureInvalid
 from app.flinks import AccountsReady, accounts_in_payload
 from app.flows.links import Links
+from app.flows.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from app.store import InboxEntry, WebhookInbox  # types only, as in service.py
@@ -213,9 +213,7 @@ class FlinksInbox:
         """Cancels the consumer; a delivery it was working on stays pending for another."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks([task])
             await self._inbox.leave(self.consumer)
 
     async def run(self) -> None:

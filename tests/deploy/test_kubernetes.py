@@ -246,6 +246,7 @@ def test_the_environment_is_settings_and_a_usable_production_configuration(
         "FLINKS_SECRET_KEY": "placeholder",
         "FLINKS_API_KEY": "placeholder",
         "FLINKS_WEBHOOK_SECRET": "placeholder",
+        "BFF_WEBHOOK_SECRET": "whsec_" + base64.b64encode(bytes(range(32))).decode(),
     }
     assert set(placeholders) == set(from_secret)
     for name, value in {**config, **placeholders}.items():
@@ -264,7 +265,7 @@ def test_no_secret_value_is_in_a_manifest() -> None:
         if variable["name"] in SECRET_SETTINGS:
             assert "value" not in variable
             assert "secretKeyRef" in variable["valueFrom"]
-    optional = {"FLINKS_API_KEY", "FLINKS_WEBHOOK_SECRET"}
+    optional = {"FLINKS_API_KEY", "FLINKS_WEBHOOK_SECRET", "BFF_WEBHOOK_SECRET"}
     env = {v["name"]: v for v in _container()["env"]}
     assert set(env) >= SECRET_SETTINGS
     for name in SECRET_SETTINGS:  # the ones a deployment may go without are optional refs

@@ -401,3 +401,90 @@ def test_production_takes_https_return_urls_or_a_named_app_scheme(
     with pytest.raises(ConfigurationError) as refused:
         load_settings(_env_file=None)
     assert "must be https" in refused.value.report()
+
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+
+
+def test_production_accepts_events_out_to_a_public_https_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(
+        monkeypatch,
+        {
+            **PRODUCTION_OK,
+            "BFF_WEBHOOK_URL": "https://hooks.example.com/bff",
+            "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
+    )
+    settings = load_settings(_env_file=None)
+    assert str(settings.bff_webhook_url) == "https://hooks.example.com/bff"
+    assert WEBHOOK_SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"BFF_WEBHOOK_URL": "https://hooks.example.com/bff"}, "needs BFF_WEBHOOK_SECRET"),
+        (
+            {"BFF_WEBHOOK_URL": "https://hooks.example.com/bff", "BFF_WEBHOOK_SECRET": "hunter2"},
+            "BFF_WEBHOOK_SECRET must be whsec_",
+        ),
+        (
+            {
+                "BFF_WEBHOOK_URL": "https://hooks.example.com/bff",
+                "BFF_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"short").decode(),
+            },
+            "BFF_WEBHOOK_SECRET must be whsec_",
+        ),
+        (
+            {
+                "BFF_WEBHOOK_URL": "http://hooks.example.com/bff",
+                "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            },
+            "BFF_WEBHOOK_URL must be https",
+        ),
+        (
+            {"BFF_WEBHOOK_URL": "https://10.0.0.8/bff", "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET},
+            "BFF_WEBHOOK_ALLOW_PRIVATE",
+        ),
+        (
+            {"BFF_WEBHOOK_URL": "https://localhost/bff", "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET},
+            "BFF_WEBHOOK_ALLOW_PRIVATE",
+        ),
+    ],
+)
+def test_production_refuses_events_out_it_cannot_send_safely(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str], named: str
+) -> None:
+    _env(monkeypatch, {**PRODUCTION_OK, **values})
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert len(refused.value.problems) == 1
+    assert named in refused.value.problems[0]
+    assert WEBHOOK_SECRET not in str(refused.value.problems)
+
+
+def test_a_private_destination_is_production_s_only_with_an_explicit_yes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(
+        monkeypatch,
+        {
+            **PRODUCTION_OK,
+            "BFF_WEBHOOK_URL": "https://10.0.0.8/bff",
+            "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BFF_WEBHOOK_ALLOW_PRIVATE": "true",
+        },
+    )
+    assert load_settings(_env_file=None).bff_webhook_allow_private
+
+
+def test_development_delivers_over_http_to_this_machine_but_still_needs_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BFF_WEBHOOK_URL", "http://127.0.0.1:8002/webhooks")
+    with pytest.raises(ConfigurationError):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("BFF_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    assert load_settings(_env_file=None).bff_webhook_url is not None

@@ -5,8 +5,10 @@ every response body and header, and in Redis."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import logging
 import secrets
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from tests.clock import FakeClock
 from tests.conftest import make_settings
 from tests.figures import record
 from tests.integration.conftest import ANSWERS, PASSWORD
+from tests.integration.event_receiver import Receiver, receiving
 from tests.integration.link_steps import short_poll_gap
 from tests.integration.servers import bff_in_thread
 from tests.ports import reserve_port
@@ -68,8 +71,12 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     service_token = f"canary-service-{secrets.token_hex(8)}"
     secret_key = f"canary-secret-{secrets.token_hex(8)}"
     api_key = f"canary-api-key-{secrets.token_hex(8)}"
+    webhook_secret = (
+        "whsec_" + base64.b64encode(f"canary-whsec-{secrets.token_hex(8)}".encode()).decode()
+    )
     reservation = reserve_port()
     port, base = reservation.port, reservation.url
+    receiver = Receiver(webhook_secret)  # the host backend: hears every event out
     sandbox_settings = SandboxSettings(
         secret_key=secret_key,
         api_key=api_key,
@@ -79,7 +86,7 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     clock = FakeClock()
     responses: list[httpx.Response] = []
     states: list[str] = []
-    with running_sandbox(sandbox_settings) as sandbox:
+    with running_sandbox(sandbox_settings) as sandbox, receiving(receiver) as webhook_url:
         settings = make_settings(
             redis_url,
             BFF_PUBLIC_URL=base,
@@ -94,6 +101,8 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             # Live, so that the bank asks its question through the BFF too.
             FLINKS_CONNECT_AUTHORIZE="live",
             BFF_SERVICE_TOKENS=hashlib.sha256(service_token.encode()).hexdigest(),
+            BFF_WEBHOOK_URL=webhook_url,
+            BFF_WEBHOOK_SECRET=webhook_secret,
         )
         with (
             bff_in_thread(create_app(settings, clock=clock), reservation),
@@ -208,6 +217,13 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
                     read = host.get(f"/internal/v1/links/{link['link_id']}", headers=service)
                     assert read.status_code == 200
                 assert keep(browser.delete(data)).status_code == 204
+            wait_until(
+                lambda: (
+                    {"link.connected", "link.failed", "accounts.ready", "link.deleted"}
+                    <= set(receiver.types())
+                ),
+                what="every kind of event out at the receiver",
+            )
             cookies = list(browser.cookies.values())
             calls: list[dict[str, Any]] = bank.get("/__sandbox/calls").json()
 
@@ -235,6 +251,7 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             "RequestId": request_ids,
             "state": set(states),
             "session cookie": set(cookies),
+            "webhook secret": {webhook_secret, webhook_secret.removeprefix("whsec_")},
         }
         assert all(canaries.values()), {k: len(v) for k, v in canaries.items()}
 
@@ -243,6 +260,7 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
     assert '"logger": "httpx"' in formatted or '"logger": "httpcore' in formatted  # captured
     raw_text = "\n".join(raw.lines)
     bodies = "\n".join(r.text + repr(dict(r.headers)) for r in responses)
+    events_out = "\n".join(json.dumps(d.body) + repr(d.headers) for d in receiver.deliveries)
     # Authorize tokens reach the browser on purpose (inside iframe URLs) and cookies in
     # Set-Cookie: they are checked in the logs only.
     in_responses = {
@@ -260,6 +278,9 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
             if kind in in_responses and value in bodies:
                 hits += 1
                 pytest.fail(f"a {kind} appears in a response")
+            if value in events_out:
+                hits += 1
+                pytest.fail(f"a {kind} appears in an event sent to the host backend")
 
     direct = SyncRedis.from_url(redis_url, decode_responses=True)
     dump = " ".join(f"{k} {direct.dump(k)!r}" for k in direct.scan_iter("*"))
@@ -270,5 +291,6 @@ def test_no_secret_reaches_a_log_a_response_or_redis_in_plain_text(
         "canaries",
         f"{sum(len(v) for v in canaries.values())} canary values "
         f"({', '.join(f'{len(v)} {k}' for k, v in canaries.items())}) over "
-        f"{len(formatted.splitlines())} log lines and {len(responses)} responses: hits = {hits}",
+        f"{len(formatted.splitlines())} log lines, {len(responses)} responses and "
+        f"{len(receiver.deliveries)} events out: hits = {hits}",
     )

@@ -13,13 +13,35 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.crc import key_slot
 
 from app.errors import StoreUnavailable
 from app.flows.records import NATIVE_BINDING
 from app.flows.service import new_state
 from app.ratelimit import Limits, RateCounters, RateLimiter
-from app.store import RedisClient, Store, close_redis, connect_redis
+from app.store import (
+    EVENT_DEAD_KEY,
+    EVENT_RETRY_KEY,
+    EVENT_SWEEP_KEY,
+    EVENTS_KEY,
+    EventQueue,
+    RedisClient,
+    Store,
+    close_redis,
+    connect_redis,
+    data_job_key,
+    data_key,
+    event_key,
+    event_order_key,
+    event_seen_key,
+    flow_key,
+    lease_key,
+    link_key,
+    login_key,
+    outbox_key,
+)
 from tests.redis_server import RedisServer, start_one_node_cluster
+from tests.store.test_event_queue import FLOW, LINK, NOW_MS, event, flow, link
 from tests.store.test_store import SESSION, new_flow
 
 
@@ -96,3 +118,52 @@ async def test_the_rate_counters_load_their_script_where_the_server_lacks_it(
     hits = [("mint:ip", "192.0.2.9"), ("mint:session", "xyz")]
     assert await counters.hit(hits, 30) == [(1, 30), (1, 30)]
     assert await counters.hit(hits, 30) == [(2, 30), (2, 30)]
+
+
+def test_an_event_s_keys_share_the_slot_of_what_they_go_with() -> None:
+    """An outbox is in its change's slot; every key of the delivery queue in the `{events}` one."""
+    tag = LINK
+    same_slot = (flow_key, login_key, lease_key, link_key, data_key, data_job_key)
+    for key in (builder(tag) for builder in same_slot):
+        assert key_slot(key.encode()) == key_slot(outbox_key(tag).encode())
+    queue_keys = [
+        EVENTS_KEY,
+        EVENT_RETRY_KEY,
+        EVENT_DEAD_KEY,
+        EVENT_SWEEP_KEY,
+        event_key("msg_1"),
+        event_order_key(tag),
+        event_seen_key("msg_1"),
+    ]
+    assert {key_slot(key.encode()) for key in queue_keys} == {key_slot(b"events")}
+
+
+async def test_the_events_out_each_stay_in_one_slot(cluster_redis: RedisClient) -> None:
+    store = _store(cluster_redis)
+    queue = EventQueue(cluster_redis)
+    await store.create_flow(flow())
+    assert await store.replace_flow(0, flow().next(status="failed"), event=event(1, FLOW))
+    assert await store.write_link(link(), when=("absent",), ttl=60, event=event(2)) == "written"
+    await store.put_data(LINK, "{}", 60, event=event(3))
+    assert await queue.outbox_tags() == [FLOW, LINK]
+    for tag in (FLOW, LINK):
+        entries = await queue.outbox(tag, 10)
+        for _, sent in entries:
+            assert await queue.relay(sent, 60, 60)
+        await queue.trim_outbox(tag, [entry_id for entry_id, _ in entries])
+    assert await queue.take_sweep("a", 1000)
+
+    await queue.ensure_group()
+    first, second = await queue.read("a", 10, 1)
+    assert await queue.retry_at(first, NOW_MS)
+    assert await queue.requeue_due(NOW_MS, 10) == 1
+    (claimed,) = await queue.claim("b", 0, 10)
+    assert claimed.event_id == second.event_id == "msg_2"
+    assert await queue.finish(claimed)
+    retried, third = await queue.read("a", 10, 1)
+    assert (retried.event_id, third.event_id) == ("msg_1", "msg_3")
+    assert await queue.finish(retried, dead_reason="status 500")
+    assert await queue.finish(third)
+    assert await queue.counts() == (0, 0, 1)
+    assert len(await queue.dead_letters()) == 1
+    await queue.leave("a")
