@@ -372,6 +372,36 @@ end
 return 1
 """
 
+# Files a connected link: WRITE_LINK_SCRIPT's checks and write (KEYS[1], ARGV[1..4]), keeping the
+# `created_at` of an active record it refreshes; its event (ARGV[5..8]) to the outbox (KEYS[2]);
+# the link's cached data dropped (KEYS[3]) and its new data job (KEYS[4], ARGV[9], EX ARGV[10]).
+# One step, every key in the link's slot. 1 written; 0 a status not listed; -1 another owner's.
+FILE_LINK_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+local allowed = ',' .. ARGV[2] .. ','
+local record = ARGV[3]
+if not current then
+  if not string.find(allowed, ',absent,', 1, true) then return 0 end
+else
+  local existing = cjson.decode(current)
+  if existing['status'] ~= 'deleted' and existing['owner'] ~= ARGV[1] then return -1 end
+  if not string.find(allowed, ',' .. existing['status'] .. ',', 1, true) then return 0 end
+  if existing['status'] == 'active' then
+    local filed = cjson.decode(record)
+    filed['created_at'] = existing['created_at']
+    record = cjson.encode(filed)
+  end
+end
+redis.call('SET', KEYS[1], record, 'EX', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'order', ARGV[6], 'body', ARGV[7],
+    'created', ARGV[8])
+end
+redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[4], ARGV[9], 'EX', ARGV[10])
+return 1
+"""
+
 # Redeems a native flow's handoff code: the code (its hash, ARGV[1]) must be the one stored; it is
 # then burnt whatever follows. The flow must be at the version read (ARGV[4]), carry the
 # challenge S256(verifier) (ARGV[2]) and belong to the caller (ARGV[3]); it is then claimed
@@ -442,6 +472,7 @@ class Store:
         self._create_flow = redis.register_script(CREATE_FLOW_SCRIPT)
         self._consume_state = redis.register_script(CONSUME_STATE_SCRIPT)
         self._write_link = redis.register_script(WRITE_LINK_SCRIPT)
+        self._file_link = redis.register_script(FILE_LINK_SCRIPT)
         self._redeem_handoff = redis.register_script(REDEEM_HANDOFF_SCRIPT)
         self._take_lease = redis.register_script(TAKE_LEASE_SCRIPT)
         self._keep_lease = redis.register_script(KEEP_LEASE_SCRIPT)
@@ -709,6 +740,41 @@ class Store:
                     link.model_dump_json(),
                     ttl or 0,
                     *_event_args(event),
+                ],
+            )
+        )
+        return _LINK_WRITE[int(result)]
+
+    async def file_link(
+        self,
+        link: LinkRecord,
+        *,
+        when: tuple[str, ...],
+        ttl: int,
+        event: OutboxEvent | None,
+        job: str,
+        job_ttl: int,
+    ) -> LinkWrite:
+        """`write_link` for a connected flow's link, in one script: an active record it
+        refreshes keeps its `created_at`; with the write, the event goes to the link's outbox,
+        the cached data is dropped and `job` (the RequestId to read the data with) is kept."""
+        link_id = link.link_id
+        result = await call_redis(
+            self._file_link(
+                keys=[
+                    link_key(link_id),
+                    outbox_key(link_id),
+                    data_key(link_id),
+                    data_job_key(link_id),
+                ],
+                args=[
+                    link.owner,
+                    ",".join(when),
+                    link.model_dump_json(),
+                    ttl,
+                    *_event_args(event),
+                    self.sealer.seal(job, data_job_key(link_id)),
+                    job_ttl,
                 ],
             )
         )

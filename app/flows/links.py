@@ -203,34 +203,31 @@ class Links:
         to be another owner's (its claim lapsed and another took it)."""
         link_id = self.store.link_id_for(login_id)
         now = self._clock.now()
-        existing = await self.store.get_link(link_id)
-        created_at = now
-        if existing is not None and existing.status == "active" and existing.owned_by(owner):
-            created_at = existing.created_at
         link = LinkRecord(
             link_id=link_id,
             owner=owner,
             status="active",
             institution=institution,
-            created_at=created_at,
+            created_at=now,  # an active record of the owner's keeps its own (Store.file_link)
             refreshed_at=now,
             sealed_login_id=self.store.seal_login(login_id, link_id),
             flow_id=flow_id,
         )
         event = self.events.link_connected(link, tag=tag)
-        written = await self.store.write_link(
+        written = await self.store.file_link(
             link,
             when=("absent", "deleted", "linking", "active"),
             ttl=self.policy.link_ttl,
             event=event,
+            job=json.dumps({"request_id": request_id, "stage": "fresh"}),
+            job_ttl=self.policy.request_id_ttl,
         )
         if written == "elsewhere":
             log.warning("security.login_owned_elsewhere", extra={"flow_id": flow_id})
             return None
-        self.events.written(event, link_id)
+        if written == "written":
+            self.events.written(event, link_id)
         await self.store.add_owner_link(owner, link_id, self.policy.link_ttl)
-        job = json.dumps({"request_id": request_id, "stage": "fresh"})
-        await self.store.put_data_job(link_id, job, self.policy.request_id_ttl, drop_data=True)
         log.info("link.filed", extra={"flow_id": flow_id, "link_id": link_id})
         return link
 

@@ -123,6 +123,51 @@ async def relay_all(queue: EventQueue, *events: OutboxEvent) -> None:
         assert await queue.relay(sent, SEEN_TTL, EVENT_TTL)
 
 
+async def test_filing_a_link_writes_it_its_event_and_its_job_in_one_step(
+    store: Store, redis: Redis
+) -> None:
+    """`Store.file_link` (a connected flow's link): the record, its event, the cached data
+    dropped and the data job kept, all or nothing; a refresh keeps the record's created_at."""
+    first = link()
+    assert (
+        await store.file_link(
+            first, when=("absent",), ttl=60, event=event(1), job="job-1", job_ttl=30
+        )
+        == "written"
+    )
+    assert await store.get_data_job(LINK) == "job-1"
+    await store.put_data(LINK, "the data", 60)
+    later = first.model_copy(update={"created_at": NOW + timedelta(days=3)})
+    assert (
+        await store.file_link(
+            later, when=("active",), ttl=60, event=event(2), job="job-2", job_ttl=30
+        )
+        == "written"
+    )
+    stored = await store.get_link(LINK)
+    assert stored is not None
+    assert stored.created_at == NOW  # the first filing's
+    assert await store.get_data(LINK) is None
+    assert await store.get_data_job(LINK) == "job-2"
+    assert [f["id"] for f in await outbox(redis, LINK)] == ["msg_1", "msg_2"]
+    # Another owner's, or a status not listed: nothing at all is written.
+    stranger = link(owner="owner-b")
+    assert (
+        await store.file_link(
+            stranger, when=("active",), ttl=60, event=event(3), job="job-3", job_ttl=30
+        )
+        == "elsewhere"
+    )
+    assert (
+        await store.file_link(
+            later, when=("absent",), ttl=60, event=event(4), job="job-4", job_ttl=30
+        )
+        == "kept"
+    )
+    assert await store.get_data_job(LINK) == "job-2"
+    assert [f["id"] for f in await outbox(redis, LINK)] == ["msg_1", "msg_2"]
+
+
 # -- 1. written with the change, and only with it ----------------------------------------------
 
 

@@ -123,10 +123,11 @@ async def test_connect_round_trips(
         assert (await status(client, flow_id))["status"] == "connected"
     # The address's rate counter; the flow; the new browser session.
     assert len(started_trips) == 3, started_trips
-    # Session, flow, loginId claim, claim + lease; in the background the link filed (app/flows/
-    # links.py: 6, the old data dropped with the new job), the outcome, the lease released;
-    # then "reported" and the session rotated.
-    assert len(completed_trips) == 14, completed_trips
+    # Session, flow, loginId claim, claim + lease; in the background the link filed (3: the
+    # loginId; one script for the record, its event, the old data dropped and the new job,
+    # app/store.py FILE_LINK_SCRIPT; the owner's set), the outcome, the lease released; then
+    # "reported" and the session rotated.
+    assert len(completed_trips) == 12, completed_trips
     # Session, then flow.
     assert len(status_trips) == 2, status_trips
 
@@ -161,9 +162,9 @@ async def test_oauth_round_trips(
     # in the background the outcome (MFA) and the lease released.
     assert len(callback_trips) == 6, callback_trips
     assert len(status_trips) == 2, status_trips
-    # Session, flow, claim + lease; in the background the link filed (6), the outcome, the
+    # Session, flow, claim + lease; in the background the link filed (3), the outcome, the
     # lease released; then "reported" and the session rotated.
-    assert len(mfa_trips) == 13, mfa_trips
+    assert len(mfa_trips) == 11, mfa_trips
     # A browser with a session: its two rate counters in one pipeline, then the flow. (The
     # session is known: nothing new to keep.)
     assert len(again_trips) == 3, again_trips
