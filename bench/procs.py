@@ -230,7 +230,12 @@ def redis_server() -> Iterator[tuple[str, int]]:
 
 def start_sandbox(log_dir: Path) -> Service:
     port = free_port()
-    argv = [sys.executable, "-m", "app.sandbox", "--port", str(port), "--log-level", "warning"]
+    # A new loginId per sign-in: one shared loginId would be the first owner's link, and every
+    # other flow (each its own browser, so its own owner) would end in login_owned_elsewhere.
+    argv = [
+        *(sys.executable, "-m", "app.sandbox", "--port", str(port)),
+        *("--log-level", "warning", "--random-login-ids"),
+    ]
     return _spawn("sandbox", argv, {}, port, log_dir / "sandbox.log", "/__sandbox/health")
 
 
