@@ -87,6 +87,19 @@ class Cluster:
         raise LookupError(f"no live node knows who serves {key!r}")
 
 
+def replicated(primary: RedisServer, key: str) -> None:
+    """Returns once `primary`'s replica has every write the primary acknowledged so far. Redis
+    replicates asynchronously: a primary SIGKILLed before its replica caught up takes its last
+    acknowledged writes with it, which no client can be asked to survive. A write of `key` (in
+    a slot `primary` serves) and WAIT for one replica: the replica's offset then covers every
+    earlier write, from any connection (one ordered replication stream)."""
+    with _client(primary.port) as client:
+        client.set(key, "1", ex=60)
+        acknowledged = client.execute_command("WAIT", 1, 10_000)
+    if int(str(acknowledged)) < 1:
+        raise RuntimeError(f"the replica of {primary.port} did not catch up within 10 s")
+
+
 def _node_id(port: int) -> str:
     return str(_command(port, "CLUSTER", "MYID"))
 

@@ -27,7 +27,7 @@ from tests.integration.connect_steps import complete, start
 from tests.integration.oauth_steps import linked_callback, returned
 from tests.redis_server import start_redis_cluster
 from tests.topology.failover import flows_go_on, readiness_through_failover
-from tests.topology.serve import Cluster, start_cluster
+from tests.topology.serve import Cluster, replicated, start_cluster
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.topology
@@ -142,6 +142,9 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(sandbox: 
                 flows.append((started["flow_id"], login_id))
             victim = cluster.holder(flow_key(flows[0][0]))
             on_victim = [f for f in flows if cluster.holder(flow_key(f[0])) is victim]
+            # What the victim acknowledged before the completes is on its replica: only what
+            # they write while it dies may be lost (and is retried).
+            await asyncio.to_thread(replicated, victim, f"test:replicated:{{{flows[0][0]}}}")
 
             completing = [asyncio.create_task(complete(client, *flow)) for flow in on_victim]
             await asyncio.to_thread(victim.kill)  # the completes are in flight meanwhile

@@ -16,7 +16,7 @@ from tests.conftest import serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.connect_steps import complete, start
 from tests.topology.failover import flows_go_on, readiness_through_failover
-from tests.topology.serve import Sentinels, start_sentinels
+from tests.topology.serve import Sentinels, replicated, start_sentinels
 
 pytestmark = pytest.mark.topology
 
@@ -61,6 +61,9 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(
                 login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
                 flows.append((started["flow_id"], login_id))
 
+            # What the primary acknowledged before the completes is on its replica: only what
+            # they write while it dies may be lost (and is retried).
+            await asyncio.to_thread(replicated, watched.primary, "test:replicated")
             completing = [asyncio.create_task(complete(client, *flow)) for flow in flows[:2]]
             await asyncio.to_thread(watched.primary.kill)  # the completes are in flight meanwhile
             killed = time.monotonic()
