@@ -336,6 +336,10 @@ class Settings(BaseSettings):
             problems.append(
                 "BFF_WEBHOOK_SECRET must be whsec_ followed by a base64 key of 24 bytes or more"
             )
+        parts = urlsplit(str(url))
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            # Credentials belong in the signature's secret, not in a URL that logs may show.
+            problems.append("BFF_WEBHOOK_URL must have no user-info or fragment")
         if self.is_production:
             if url.scheme != "https":
                 problems.append("BFF_WEBHOOK_URL must be https in production")

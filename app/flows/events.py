@@ -43,9 +43,9 @@ from app.clock import Clock
 from app.errors import StoreUnavailable
 from app.flows.records import EventType, FlowRecord, LinkRecord, OutboxEvent
 from app.flows.tasks import stop_tasks
+from app.outbound import Attempt
 
 if TYPE_CHECKING:
-    from app.outbound import Attempt
     from app.store import EventQueue, QueuedEvent
 
 log = logging.getLogger("app.events")
@@ -189,6 +189,15 @@ class DeliveryMetrics:
         )
 
 
+def _log_pause(task: str, exc: Exception) -> None:
+    """A background loop pauses on a failure and goes on; the type only (a message may quote
+    an event's data)."""
+    if isinstance(exc, StoreUnavailable):
+        log.warning("events.store_unavailable", extra={"task": task})
+    else:
+        log.error("events.failed", extra={"task": task, "error": type(exc).__name__})
+
+
 def _event_type(body: str) -> str:
     try:
         kind = json.loads(body).get("type")
@@ -260,8 +269,8 @@ class EventDelivery:
                     await self._count()
                 for tag in sorted(tags):
                     await self.relay(tag)
-            except StoreUnavailable:
-                log.warning("events.store_unavailable", extra={"task": "relay"})
+            except Exception as exc:  # the relay outlives any one failure
+                _log_pause("relay", exc)
                 for tag in tags:  # tried again on the next turn
                     self._written.put_nowait(tag)
                 await asyncio.sleep(self.policy.retry_pause.total_seconds())
@@ -308,8 +317,8 @@ class EventDelivery:
                 await self._deliver_all(claimed)
                 fresh = await self._queue.read(self.consumer, self.policy.batch, block_ms)
                 await self._deliver_all(fresh)
-            except StoreUnavailable:
-                log.warning("events.store_unavailable", extra={"task": "delivery"})
+            except Exception as exc:  # the consumer outlives any one failure
+                _log_pause("delivery", exc)
                 await asyncio.sleep(self.policy.retry_pause.total_seconds())
 
     async def _deliver_all(self, items: list[QueuedEvent]) -> None:
@@ -323,7 +332,10 @@ class EventDelivery:
             return
         kind = _event_type(item.body)
         now = self._clock.now()
-        attempt = await self._sender.send(item.event_id, item.body, now)
+        try:
+            attempt = await self._sender.send(item.event_id, item.body, now)
+        except Exception as exc:  # one event's surprise must not stop the rest
+            attempt = Attempt("failed", detail=type(exc).__name__)
         self._metrics.attempts.labels(kind, attempt.outcome).inc()
         if attempt.outcome == "delivered":
             await self._queue.finish(item)

@@ -488,3 +488,16 @@ def test_development_delivers_over_http_to_this_machine_but_still_needs_a_secret
         load_settings(_env_file=None)
     monkeypatch.setenv("BFF_WEBHOOK_SECRET", WEBHOOK_SECRET)
     assert load_settings(_env_file=None).bff_webhook_url is not None
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:pass@hooks.example.com/bff", "https://hooks.example.com/bff#frag"]
+)
+def test_a_webhook_url_with_credentials_or_a_fragment_is_refused_everywhere(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    _env(monkeypatch, {"BFF_WEBHOOK_URL": url, "BFF_WEBHOOK_SECRET": WEBHOOK_SECRET})
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(_env_file=None)
+    assert refused.value.problems == ["BFF_WEBHOOK_URL must have no user-info or fragment"]
+    assert "pass" not in str(refused.value.problems)

@@ -18,13 +18,15 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 import app.main
-from app.flows.events import DeliveryPolicy, Events
+from app.flows.events import DeliveryMetrics, DeliveryPolicy, EventDelivery, Events
 from app.flows.records import LinkRecord
 from app.main import create_app
+from app.outbound import Attempt
 from app.settings import Settings
 from app.store import EVENT_DEAD_KEY, EVENTS_GROUP, EVENTS_KEY, EventQueue, link_key, outbox_key
 from tests.clock import FakeClock
@@ -40,7 +42,7 @@ from tests.integration.link_steps import (
 )
 from tests.waiting import WaitTimeout, wait_until_async
 
-FAST = {
+FAST: dict[str, Any] = {
     "backoff_base": timedelta(milliseconds=20),
     "backoff_cap": timedelta(milliseconds=200),
     "sweep_every": timedelta(milliseconds=200),
@@ -387,3 +389,54 @@ def test_a_link_filed_twice_by_one_flow_is_one_event() -> None:
     assert first.event_id == again.event_id
     assert other_flow.event_id != first.event_id
     assert first.event_id.startswith("msg_")
+
+
+class _Surprising:
+    """A sender that raises what no attempt should (a bug, say) on its first call, then
+    delivers: the stand-in for a failure no real receiver can be made to cause."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def send(self, event_id: str, body: str, when: datetime) -> Attempt:
+        self.calls.append(event_id)
+        if len(self.calls) == 1:
+            raise RuntimeError("unexpected")
+        return Attempt("delivered", 204)
+
+
+async def test_an_unexpected_error_in_one_attempt_is_a_failed_attempt_not_a_dead_consumer(
+    redis: Redis,
+) -> None:
+    sender = _Surprising()
+    events = Events(FakeClock(), enabled=True)
+    policy = replace(DeliveryPolicy(), **FAST)
+    delivery = EventDelivery(
+        EventQueue(redis),
+        sender,
+        events,
+        policy,
+        FakeClock(),
+        DeliveryMetrics(CollectorRegistry()),
+        draw=lambda low, high: low,  # no backoff: due at once
+    )
+    link = LinkRecord(
+        link_id="S" * 22, owner="o", status="active", created_at=datetime(2026, 11, 29, tzinfo=UTC)
+    )
+    made = events.accounts_ready(link, accounts=1, refreshed_at=link.created_at)
+    assert made is not None
+    await redis.xadd(
+        outbox_key(link.link_id),
+        {"id": made.event_id, "order": made.order, "body": made.body, "created": made.created_ms},
+    )
+    delivery.start()
+    try:
+
+        async def delivered() -> bool:
+            return len(sender.calls) >= 2
+
+        await wait_until_async(delivered, what="the event retried after the surprise")
+        await drained(redis)
+    finally:
+        await delivery.stop()
+    assert sender.calls == [made.event_id, made.event_id]
