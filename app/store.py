@@ -850,6 +850,82 @@ class Store:
         return max(int(remaining), 1)
 
 
+# -- Redis Streams consumer groups -------------------------------------------------------------
+
+
+class ConsumerGroup:
+    """One stream read through one consumer group (Flinks' webhooks in, the BFF's events out):
+    what a dead consumer left pending is claimed by another (XAUTOCLAIM). A stream or group
+    that is gone (a flushed Redis) is made again and read as empty."""
+
+    def __init__(self, redis: RedisClient, stream: str, group: str) -> None:
+        self._redis = redis
+        self.stream = stream
+        self.group = group
+
+    async def ensure(self) -> None:
+        try:
+            await call_redis(
+                self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "BUSYGROUP"):  # it exists already
+                raise
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Any]:
+        """New entries for `consumer` (waiting up to `block_ms` for one), as (id, fields)."""
+        try:
+            reply = await call_redis(
+                cast(
+                    Awaitable[list[Any] | None],
+                    self._redis.xreadgroup(
+                        self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
+                    ),
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure()
+            return []
+        return [entry for _, entries in reply or () for entry in entries]
+
+    async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[Any]:
+        """Entries another consumer took and left unacknowledged for `min_idle_ms`."""
+        try:
+            reply = await call_redis(
+                self._redis.xautoclaim(
+                    self.stream, self.group, consumer, min_idle_ms, start_id="0-0", count=count
+                )
+            )
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            await self.ensure()
+            return []
+        return [entry for entry in reply[1] if entry is not None and entry[1] is not None]
+
+    async def pending(self) -> int:
+        """Entries taken by a consumer and not yet acknowledged."""
+        try:
+            summary = await call_redis(self._redis.xpending(self.stream, self.group))
+        except StoreUnavailable as exc:
+            if not _is_reply(exc, "NOGROUP"):
+                raise
+            return 0
+        return int(summary["pending"])
+
+    async def leave(self, consumer: str) -> None:
+        """Removes `consumer` from the group if it holds nothing pending (best effort): what it
+        holds stays for another to claim."""
+        with contextlib.suppress(RedisError, OSError):
+            held = await self._redis.xpending_range(
+                self.stream, self.group, min="-", max="+", count=1, consumername=consumer
+            )
+            if not held:
+                await self._redis.xgroup_delconsumer(self.stream, self.group, consumer)
+
+
 # -- Flinks webhooks in ------------------------------------------------------------------------
 
 INBOX_KEY = f"{PREFIX}flinks:{{inbox}}"
@@ -888,6 +964,7 @@ class WebhookInbox:
         self._redis = redis
         self._sealer = sealer
         self._enqueue = redis.register_script(ENQUEUE_WEBHOOK_SCRIPT)
+        self._group = ConsumerGroup(redis, INBOX_KEY, INBOX_GROUP)
 
     async def enqueue(self, digest: str, body: str, seen_ttl: int) -> bool:
         """Queues `body` unless a delivery with this digest was taken within `seen_ttl`."""
@@ -901,46 +978,15 @@ class WebhookInbox:
         return int(result) == 1
 
     async def ensure_group(self) -> None:
-        try:
-            await call_redis(
-                self._redis.xgroup_create(INBOX_KEY, INBOX_GROUP, id="0", mkstream=True)
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "BUSYGROUP"):  # it exists already
-                raise
+        await self._group.ensure()
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[InboxEntry]:
         """New deliveries for `consumer` (waiting up to `block_ms` for one)."""
-        try:
-            reply = await call_redis(
-                cast(
-                    Awaitable[list[Any] | None],
-                    self._redis.xreadgroup(
-                        INBOX_GROUP, consumer, {INBOX_KEY: ">"}, count=count, block=block_ms
-                    ),
-                )
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "NOGROUP"):
-                raise
-            await self.ensure_group()  # the stream was removed (a flushed Redis): start again
-            return []
-        return [self._entry(e) for _, entries in reply or () for e in entries]
+        return [self._entry(e) for e in await self._group.read(consumer, count, block_ms)]
 
     async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[InboxEntry]:
         """Deliveries another consumer took and left unacknowledged for `min_idle_ms`."""
-        try:
-            reply = await call_redis(
-                self._redis.xautoclaim(
-                    INBOX_KEY, INBOX_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
-                )
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "NOGROUP"):
-                raise
-            await self.ensure_group()
-            return []
-        return [self._entry(e) for e in reply[1] if e is not None and e[1] is not None]
+        return [self._entry(e) for e in await self._group.claim(consumer, min_idle_ms, count)]
 
     async def done(self, entry_id: str) -> None:
         """Acknowledged and deleted together (one slot, one transaction)."""
@@ -951,27 +997,14 @@ class WebhookInbox:
 
     async def pending(self) -> int:
         """Deliveries taken by a consumer and not yet done (for tests and operators)."""
-        try:
-            summary = await call_redis(self._redis.xpending(INBOX_KEY, INBOX_GROUP))
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "NOGROUP"):
-                raise
-            return 0
-        return int(summary["pending"])
+        return await self._group.pending()
 
     async def length(self) -> int:
         """Entries in the stream: queued or pending."""
         return int(await call_redis(self._redis.xlen(INBOX_KEY)))
 
     async def leave(self, consumer: str) -> None:
-        """Removes `consumer` from the group if it holds nothing pending (best effort): what it
-        holds stays for another to claim."""
-        with contextlib.suppress(RedisError, OSError):
-            held = await self._redis.xpending_range(
-                INBOX_KEY, INBOX_GROUP, min="-", max="+", count=1, consumername=consumer
-            )
-            if not held:
-                await self._redis.xgroup_delconsumer(INBOX_KEY, INBOX_GROUP, consumer)
+        await self._group.leave(consumer)
 
     def _entry(self, raw: Any) -> InboxEntry:
         entry_id, fields = raw
@@ -1136,6 +1169,7 @@ class EventQueue:
         self._finish = redis.register_script(FINISH_EVENT_SCRIPT)
         self._retry = redis.register_script(RETRY_EVENT_SCRIPT)
         self._due = redis.register_script(DUE_EVENTS_SCRIPT)
+        self._group = ConsumerGroup(redis, EVENTS_KEY, EVENTS_GROUP)
 
     # -- outbox -> stream ------------------------------------------------------------------
 
@@ -1192,45 +1226,14 @@ class EventQueue:
     # -- the consumer group ----------------------------------------------------------------
 
     async def ensure_group(self) -> None:
-        try:
-            await call_redis(
-                self._redis.xgroup_create(EVENTS_KEY, EVENTS_GROUP, id="0", mkstream=True)
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "BUSYGROUP"):
-                raise
+        await self._group.ensure()
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[QueuedEvent]:
-        try:
-            reply = await call_redis(
-                cast(
-                    Awaitable[list[Any] | None],
-                    self._redis.xreadgroup(
-                        EVENTS_GROUP, consumer, {EVENTS_KEY: ">"}, count=count, block=block_ms
-                    ),
-                )
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "NOGROUP"):
-                raise
-            await self.ensure_group()
-            return []
-        return await self._load([e for _, entries in reply or () for e in entries])
+        return await self._load(await self._group.read(consumer, count, block_ms))
 
     async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[QueuedEvent]:
         """Entries a consumer took and left unacknowledged for `min_idle_ms` (it died)."""
-        try:
-            reply = await call_redis(
-                self._redis.xautoclaim(
-                    EVENTS_KEY, EVENTS_GROUP, consumer, min_idle_ms, start_id="0-0", count=count
-                )
-            )
-        except StoreUnavailable as exc:
-            if not _is_reply(exc, "NOGROUP"):
-                raise
-            await self.ensure_group()
-            return []
-        return await self._load([e for e in reply[1] if e is not None and e[1] is not None])
+        return await self._load(await self._group.claim(consumer, min_idle_ms, count))
 
     async def _load(self, entries: list[Any]) -> list[QueuedEvent]:
         """The events behind stream entries, read in one pipeline."""
@@ -1313,13 +1316,7 @@ class EventQueue:
         return [{str(k): str(v) for k, v in fields.items()} for _, fields in raw]
 
     async def leave(self, consumer: str) -> None:
-        """Removes `consumer` from the group if it holds nothing (best effort)."""
-        with contextlib.suppress(RedisError, OSError):
-            held = await self._redis.xpending_range(
-                EVENTS_KEY, EVENTS_GROUP, min="-", max="+", count=1, consumername=consumer
-            )
-            if not held:
-                await self._redis.xgroup_delconsumer(EVENTS_KEY, EVENTS_GROUP, consumer)
+        await self._group.leave(consumer)
 
 
 def _outbox_event(fields: dict[Any, Any]) -> OutboxEvent:

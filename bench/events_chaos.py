@@ -26,7 +26,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import http.client
 import json
 import os
 import random
@@ -52,7 +51,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from bench.client import JSON_HEADERS, Pool, ProtocolError, Response, json_body
 from bench.flows import INSTITUTION, PASSWORD, USERNAME, Jar
-from bench.procs import Service, app_env, free_port, redis_server
+from bench.procs import Service, app_env, clean_env, free_port, http_ok, redis_server, start_sandbox
 
 # The Redis keys of the events out (app/store.py); the bench imports no BFF code.
 OUTBOX_MATCH = "bff:v1:outbox:*"
@@ -234,47 +233,6 @@ def receiving(receiver: Receiver) -> Iterator[str]:
 # -- the processes ------------------------------------------------------------------------------
 
 
-def _http_ok(port: int, path: str) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def _clean_env() -> dict[str, str]:
-    """Our environment without any BFF, Flinks, sandbox or Redis setting of the caller's."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_THEIRS)}
-
-
-_THEIRS = ("BFF_", "FLINKS_", "SANDBOX_", "REDIS_")
-
-
-def start_sandbox(logs: Path) -> Service:
-    """The sandbox with a new loginId per Connect sign-in (by default a username's loginId is
-    the same every time, and the BFF fails a second owner's flow on it: login_owned_elsewhere)."""
-    port = free_port()
-    argv = [sys.executable, "-m", "app.sandbox", "--host", "127.0.0.1", "--port", str(port)]
-    with (logs / "sandbox.log").open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [*argv, "--log-level", "warning", "--random-login-ids"],
-            env=_clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    sandbox = Service("sandbox", process.pid, port, process)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not _http_ok(port, "/__sandbox/health"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            sandbox.stop()
-            raise RuntimeError(f"the sandbox did not start: {logs / 'sandbox.log'}")
-        time.sleep(0.05)  # polling a starting server: there is nothing to wait on
-    return sandbox
-
-
 @dataclass
 class Replica:
     """One `flinks-bff serve` on a fixed port, killed and started again; every run's output
@@ -300,7 +258,7 @@ class Replica:
         return self.process is not None and self.process.poll() is None
 
     def ready(self) -> bool:
-        return self.alive and _http_ok(self.port, "/readyz")
+        return self.alive and http_ok(self.port, "/readyz")
 
     def wait_ready(self, stop: threading.Event | None = None) -> bool:
         """True once it answers 200 on /readyz; False if `stop` is set first."""
@@ -738,7 +696,7 @@ def run(args: argparse.Namespace) -> int:
         replicas: list[Replica] = []
         try:
             env = {
-                **_clean_env(),
+                **clean_env(),
                 **app_env(redis_url, sandbox, args.log_level),  # one encryption key for both
                 "BFF_RATE_LIMIT_IP": "0",
                 "BFF_RATE_LIMIT_SESSION": "0",

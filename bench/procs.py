@@ -170,13 +170,13 @@ class Service:
             process.wait()
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """Our environment without any BFF, Flinks, sandbox or Redis setting of the caller's."""
     prefixes = ("BFF_", "FLINKS_", "SANDBOX_", "REDIS_")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
-def _http_ok(port: int, path: str) -> bool:
+def http_ok(port: int, path: str) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
         connection.request("GET", path)
@@ -189,7 +189,7 @@ def _http_ok(port: int, path: str) -> bool:
 
 def _wait_ready(service: Service, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
-    while not _http_ok(service.port, path):
+    while not http_ok(service.port, path):
         process = service.process
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{service.name} exited with code {process.returncode}")
@@ -204,7 +204,7 @@ def _spawn(
 ) -> Service:
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
-            argv, env={**_clean_env(), **env}, stdout=out, stderr=subprocess.STDOUT
+            argv, env={**clean_env(), **env}, stdout=out, stderr=subprocess.STDOUT
         )
     service = Service(name, process.pid, port, process)
     _wait_ready(service, ready)

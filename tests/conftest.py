@@ -27,6 +27,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from hypothesis import is_hypothesis_test
 from hypothesis import settings as hypothesis_settings
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
@@ -145,6 +146,17 @@ async def issue_session(client: httpx.AsyncClient, redis_url: str) -> str:
     client.cookies.set(LOCAL_NAME, session_id)
     client.headers["Origin"] = DEV_PUBLIC_URL
     return owner
+
+
+async def metric_sum(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """The sum of the app's `/metrics` samples named `name` whose labels include `labels`."""
+    text = (await client.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 @asynccontextmanager

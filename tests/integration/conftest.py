@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -117,6 +118,25 @@ def bff_settings(redis_url: str, sandbox: Sandbox, **overrides: object) -> Setti
         FLINKS_DEMO=True,
         **overrides,
     )
+
+
+def bff_process_env(redis_url: str, sandbox: Sandbox, **values: str) -> dict[str, str]:
+    """`bff_settings` as the environment of `flinks-bff serve` processes (tests/integration/
+    servers.py), with one encryption key for all of them: one opens what another sealed, and
+    their link ids agree."""
+    return {
+        "REDIS_URL": redis_url,
+        "FLINKS_API_URL": sandbox.base_url,
+        "FLINKS_CONNECT_URL": f"{sandbox.base_url}/v2/",
+        "FLINKS_CUSTOMER_ID": sandbox.handle.customer_id,
+        "FLINKS_SECRET_KEY": sandbox.handle.settings.secret_key,
+        "FLINKS_API_KEY": sandbox.handle.settings.api_key,
+        "FLINKS_DEMO": "true",
+        "BFF_RATE_LIMIT_IP": "0",
+        "BFF_RATE_LIMIT_SESSION": "0",
+        "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
+        **values,
+    }
 
 
 @pytest.fixture

@@ -8,18 +8,13 @@ import base64
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 import app.main
@@ -30,7 +25,7 @@ from app.outbound import Attempt
 from app.settings import Settings
 from app.store import EVENT_DEAD_KEY, EVENTS_GROUP, EVENTS_KEY, EventQueue, link_key, outbox_key
 from tests.clock import FakeClock
-from tests.conftest import asgi_client, make_settings
+from tests.conftest import make_settings, metric_sum, serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.connect_steps import complete, start
 from tests.integration.event_receiver import SECRET, Receiver, receiving, reserved_url
@@ -50,6 +45,9 @@ FAST: dict[str, Any] = {
     "retry_pause": timedelta(milliseconds=50),
 }
 
+ATTEMPTS = "bff_webhooks_attempts_total"
+DEAD_LETTERED = "bff_webhooks_dead_lettered_total"
+
 
 def fast_delivery(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
     """Apps created after this retry within milliseconds and sweep outboxes often."""
@@ -65,22 +63,6 @@ def events_settings(redis_url: str, sandbox: Sandbox, url: str, **overrides: obj
     return bff_settings(
         redis_url, sandbox, BFF_WEBHOOK_URL=url, BFF_WEBHOOK_SECRET=SECRET, **overrides
     )
-
-
-async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    text = (await client.get("/metrics")).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-@asynccontextmanager
-async def served(app_: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(app_) as manager, asgi_client(manager.app) as client:
-        yield client
 
 
 @pytest.fixture
@@ -130,7 +112,7 @@ async def test_a_link_connected_read_and_deleted_tells_the_host_in_order_signed(
     fast_delivery(monkeypatch)
     short_poll_gap(monkeypatch)
     bff = create_app(events_settings(redis_url, sandbox, receiver_url))
-    async with served(bff) as client:
+    async with serve_in_process(bff) as client:
         linked = await connect(client, sandbox)
         await accounts_when_ready(client, linked.link_id)
         assert (await client.delete(f"/v1/links/{linked.link_id}")).status_code == 204
@@ -155,7 +137,7 @@ async def test_a_link_connected_read_and_deleted_tells_the_host_in_order_signed(
         assert ready.body["data"]["accounts"] >= 1
         assert len({d.event_id for d in deliveries}) == 3
         await drained(redis)
-        assert await metric(client, "bff_webhooks_attempts_total", outcome="delivered") == 3
+        assert await metric_sum(client, ATTEMPTS, outcome="delivered") == 3
         # Nothing left behind: every outbox relayed and emptied, the stream drained.
         assert await redis.exists(outbox_key(linked.link_id)) == 0
 
@@ -169,7 +151,7 @@ async def test_a_failed_flow_tells_the_host_link_failed(
 ) -> None:
     fast_delivery(monkeypatch)
     bff = create_app(events_settings(redis_url, sandbox, receiver_url))
-    async with served(bff) as client:
+    async with serve_in_process(bff) as client:
         started = await start(client, tag="order-42")
         login_id = await sandbox.issue_login("test_disabled_account")
         response = await complete(client, started["flow_id"], login_id)
@@ -189,7 +171,7 @@ async def test_without_a_webhook_url_no_event_is_written(
     redis_url: str, redis: Redis, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bff = create_app(bff_settings(redis_url, sandbox))
-    async with served(bff) as client:
+    async with serve_in_process(bff) as client:
         linked = await connect(client, sandbox)
         assert await redis.exists(outbox_key(linked.link_id)) == 0
         assert await redis.exists(outbox_key(linked.flow_id)) == 0
@@ -208,14 +190,14 @@ async def test_a_receiver_down_then_failing_then_up_gets_every_event_in_order_wi
     # Outside the app: the receiver stops after the app does, never under a delivery.
     with reservation, contextlib.ExitStack() as receiver_up:
         bff = create_app(events_settings(redis_url, sandbox, url))
-        async with served(bff) as client:
+        async with serve_in_process(bff) as client:
             links = [await connect(client, sandbox, user) for user in CONNECTING_USERS[:3]]
             for linked in links:
                 await accounts_when_ready(client, linked.link_id)
             assert (await client.delete(f"/v1/links/{links[0].link_id}")).status_code == 204
 
             async def refused() -> bool:
-                return await metric(client, "bff_webhooks_attempts_total", outcome="failed") >= 3
+                return await metric_sum(client, ATTEMPTS, outcome="failed") >= 3
 
             await wait_until_async(refused, what="attempts while the receiver is down")
             receiver.fail_next = 4  # then up, answering 500 a few times
@@ -247,7 +229,7 @@ async def test_a_receiver_failing_for_ever_dead_letters_the_event_after_the_max_
     receiver.status = 500
     clock = FakeClock()
     bff = create_app(events_settings(redis_url, sandbox, receiver_url), clock=clock)
-    async with served(bff) as client:
+    async with serve_in_process(bff) as client:
         linked = await connect(client, sandbox)
         await received(receiver, 1, "the first attempt")
         queue = EventQueue(redis)
@@ -275,11 +257,11 @@ async def test_a_receiver_failing_for_ever_dead_letters_the_event_after_the_max_
         assert json.loads(letter["body"])["data"]["link_id"] == linked.link_id
         assert letter["reason"] == "status 500"
         assert int(letter["attempts"]) == len(receiver.deliveries)
-        assert await metric(client, "bff_webhooks_dead_lettered_total", type="link.connected") == 1
+        assert await metric_sum(client, DEAD_LETTERED, type="link.connected") == 1
         assert await redis.xlen(EVENT_DEAD_KEY) == 1
 
         async def gauge() -> bool:
-            return await metric(client, "bff_webhooks_backlog", state="dead") == 1
+            return await metric_sum(client, "bff_webhooks_backlog", state="dead") == 1
 
         await wait_until_async(gauge, what="the dead letters in /metrics")
 
@@ -297,13 +279,13 @@ async def test_an_event_a_process_died_before_relaying_is_swept_from_its_outbox(
     fast_delivery(monkeypatch)
     monkeypatch.setattr(app.main, "_event_delivery", lambda *args: None)
     first = create_app(events_settings(redis_url, sandbox, receiver_url))
-    async with served(first) as client:
+    async with serve_in_process(first) as client:
         linked = await connect(client, sandbox)
     assert await redis.xlen(outbox_key(linked.link_id)) == 1
     monkeypatch.undo()
     fast_delivery(monkeypatch)
     second = create_app(events_settings(redis_url, sandbox, receiver_url))
-    async with served(second) as _:
+    async with serve_in_process(second) as _:
         (delivery,) = await received(receiver, 1, "the swept event")
         assert (delivery.type, delivery.link_id) == ("link.connected", linked.link_id)
     assert await redis.exists(outbox_key(linked.link_id)) == 0
@@ -330,11 +312,11 @@ async def test_production_refuses_to_deliver_to_a_private_destination(
         port = url.split(":")[2].split("/")[0]
         settings = _production(redis_url, f"https://{_private_name()}:{port}/hooks/bff")
         bff = create_app(settings)
-        async with served(bff) as client:
+        async with serve_in_process(bff) as client:
             await _write_event(redis, "refused-link")
 
             async def refused() -> bool:
-                return await metric(client, "bff_webhooks_attempts_total", outcome="refused") >= 2
+                return await metric_sum(client, ATTEMPTS, outcome="refused") >= 2
 
             await wait_until_async(refused, what="refused attempts")
         assert receiver.deliveries == []

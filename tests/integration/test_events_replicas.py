@@ -4,7 +4,6 @@ delivers it under the same webhook-id."""
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from redis.asyncio import Redis
 
 from app.settings import DEV_PUBLIC_URL
 from app.store import EVENTS_GROUP, EVENTS_KEY, EventQueue
-from tests.integration.conftest import Sandbox
+from tests.integration.conftest import Sandbox, bff_process_env
 from tests.integration.event_receiver import SECRET, Receiver, receiving
 from tests.integration.servers import BffProcess, bff_servers
 from tests.waiting import wait_until_async
@@ -31,21 +30,13 @@ def receiver() -> Receiver:
 @pytest.fixture
 def replicas(redis_url: str, sandbox: Sandbox, receiver: Receiver) -> Iterator[list[BffProcess]]:
     with receiving(receiver) as url:
-        env = {
-            "REDIS_URL": redis_url,
-            "FLINKS_API_URL": sandbox.base_url,
-            "FLINKS_CONNECT_URL": f"{sandbox.base_url}/v2/",
-            "FLINKS_CUSTOMER_ID": sandbox.handle.customer_id,
-            "FLINKS_SECRET_KEY": sandbox.handle.settings.secret_key,
-            "FLINKS_DEMO": "true",
-            "BFF_RATE_LIMIT_IP": "0",
-            "BFF_RATE_LIMIT_SESSION": "0",
-            # Shared by both: one opens what the other sealed.
-            "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
-            "BFF_WEBHOOK_URL": url,
-            "BFF_WEBHOOK_SECRET": SECRET,
-            "BFF_WEBHOOK_TIMEOUT": str(ATTEMPT_TIMEOUT),
-        }
+        env = bff_process_env(
+            redis_url,
+            sandbox,
+            BFF_WEBHOOK_URL=url,
+            BFF_WEBHOOK_SECRET=SECRET,
+            BFF_WEBHOOK_TIMEOUT=str(ATTEMPT_TIMEOUT),
+        )
         with bff_servers(env, 2) as started:
             yield started
 

@@ -22,7 +22,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 import app.main
@@ -32,6 +31,7 @@ from app.observability import configure_logging
 from app.sandbox import data as sandbox_data
 from app.settings import Settings
 from app.store import INBOX_GROUP, INBOX_KEY, Sealer, WebhookInbox
+from tests.conftest import metric_sum
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.edge_servers import connect as raw_connect
 from tests.integration.edge_servers import edge_bff, head, read_response
@@ -90,13 +90,7 @@ class Bff:
 
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of `name`'s samples whose labels include `labels`."""
-        text = (await self.http.get("/metrics")).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
+        return await metric_sum(self.http, name, **labels)
 
     async def processed(self, count: int, **labels: str) -> None:
         async def reached() -> bool:

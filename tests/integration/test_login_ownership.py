@@ -6,9 +6,7 @@ dev issuer."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,7 +16,7 @@ from redis.asyncio import Redis
 from app.main import create_app
 from app.store import PREFIX
 from tests.conftest import serve_in_process
-from tests.integration.conftest import Sandbox, bff_settings
+from tests.integration.conftest import Sandbox, bff_process_env, bff_settings
 from tests.integration.connect_steps import complete, start, status
 from tests.integration.link_steps import bearer, connect, jwt_settings
 from tests.integration.oauth_steps import bank_login
@@ -185,19 +183,7 @@ async def test_two_owners_racing_on_one_fresh_login_id_connect_exactly_one(
 async def test_two_owners_racing_across_two_replicas_connect_exactly_one(
     redis_url: str, redis: Redis, sandbox: Sandbox
 ) -> None:
-    env = {
-        "REDIS_URL": redis_url,
-        "FLINKS_API_URL": sandbox.base_url,
-        "FLINKS_CONNECT_URL": f"{sandbox.base_url}/v2/",
-        "FLINKS_CUSTOMER_ID": sandbox.handle.customer_id,
-        "FLINKS_SECRET_KEY": sandbox.handle.settings.secret_key,
-        "FLINKS_API_KEY": sandbox.handle.settings.api_key,
-        "FLINKS_DEMO": "true",
-        "BFF_RATE_LIMIT_IP": "0",
-        "BFF_RATE_LIMIT_SESSION": "0",
-        # Shared by both replicas: one may open what the other sealed, and the link ids agree.
-        "BFF_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-    }
+    env = bff_process_env(redis_url, sandbox)
     with bff_processes(env, count=2) as urls:
         async with (
             httpx.AsyncClient(base_url=urls[0], timeout=30) as a,

@@ -16,6 +16,19 @@ from tests.integration.oauth_steps import linked_callback, returned
 from tests.waiting import wait_until_async
 
 
+async def started_flows(
+    client: httpx.AsyncClient, sandbox: Sandbox, count: int
+) -> list[tuple[str, str]]:
+    """`count` Connect flows started and signed in through Connect, not yet completed: each
+    one's (flow id, loginId)."""
+    flows = []
+    for _ in range(count):
+        started = await start(client)
+        login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
+        flows.append((started["flow_id"], login_id))
+    return flows
+
+
 async def readiness_through_failover(client: httpx.AsyncClient, killed: float, name: str) -> None:
     """/readyz answers 503 while the topology fails over and 200 once it has; records both
     times from `killed` (a monotonic time) under `name`."""

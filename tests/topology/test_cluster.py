@@ -26,7 +26,7 @@ from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.connect_steps import complete, start
 from tests.integration.oauth_steps import linked_callback, returned
 from tests.redis_server import start_redis_cluster
-from tests.topology.failover import flows_go_on, readiness_through_failover
+from tests.topology.failover import flows_go_on, readiness_through_failover, started_flows
 from tests.topology.serve import Cluster, replicated, start_cluster
 from tests.waiting import wait_until_async
 
@@ -135,11 +135,7 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(sandbox: 
         settings = bff_settings(cluster.url, sandbox, BFF_LEASE_TTL=2)
         async with serve_in_process(create_app(settings)) as client:
             assert (await client.get("/readyz")).status_code == 200
-            flows: list[tuple[str, str]] = []
-            for _ in range(FLOWS):
-                started = await start(client)
-                login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-                flows.append((started["flow_id"], login_id))
+            flows = await started_flows(client, sandbox, FLOWS)
             victim = cluster.holder(flow_key(flows[0][0]))
             on_victim = [f for f in flows if cluster.holder(flow_key(f[0])) is victim]
             # What the victim acknowledged before the completes is on its replica: only what

@@ -15,7 +15,7 @@ from app.main import create_app
 from tests.conftest import serve_in_process
 from tests.integration.conftest import Sandbox, bff_settings
 from tests.integration.connect_steps import complete, start
-from tests.topology.failover import flows_go_on, readiness_through_failover
+from tests.topology.failover import flows_go_on, readiness_through_failover, started_flows
 from tests.topology.serve import Sentinels, replicated, start_sentinels
 
 pytestmark = pytest.mark.topology
@@ -55,11 +55,7 @@ async def test_a_primary_killed_mid_run_fails_over_and_the_flows_go_on(
         settings = bff_settings(watched.url, sandbox, BFF_LEASE_TTL=2)
         async with serve_in_process(create_app(settings)) as client:
             assert (await client.get("/readyz")).status_code == 200
-            flows: list[tuple[str, str]] = []
-            for _ in range(FLOWS):
-                started = await start(client)
-                login_id = await sandbox.login_via_connect(started["iframe_url"], "greatday_nomfa")
-                flows.append((started["flow_id"], login_id))
+            flows = await started_flows(client, sandbox, FLOWS)
 
             # What the primary acknowledged before the completes is on its replica: only what
             # they write while it dies may be lost (and is retried).
