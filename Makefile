@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN    := $(UV) run --no-sync
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test topology fuzz lint format openapi e2e bench events-chaos clean
+.PHONY: help install run test topology fuzz lint format openapi e2e bench bench-transports events-chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ openapi: install ## write openapi.json, the API contract, from the code
 # install syncs every dependency group, `bench` (py-spy) included. BENCH_QUICK=1: about 2 minutes.
 bench: install ## CPU per flow of the BFF against a bare baseline and a floor (build/bench/, ~9 min)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
+
+bench-transports: install ## the outbound client's candidate transports, CPU per call at 1/32/200 in flight (~3 min)
+	$(RUN) python -m bench.transports
 
 events-chaos: install ## events out under chaos: 1,000 events, a BFF replica SIGKILLed every 3 s (~2 min; CHAOS_ARGS=)
 	$(RUN) python -m bench.events_chaos $(CHAOS_ARGS)

@@ -8,7 +8,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import anyio
 import httpx
@@ -43,8 +42,8 @@ from app.flows.webhooks import FlinksInbox, WebhookMetrics, WebhookPolicy
 from app.identity.callers import Identities
 from app.identity.jwt import JwtConfig, JwtVerifier
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
-from app.outbound import WebhookSender
-from app.pools import http_limits, open_redis_pool
+from app.outbound import WebhookSender, outbound_client
+from app.pools import http_pool_size, open_redis_pool
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
 from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
@@ -221,13 +220,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 embedded = await anyio.to_thread.run_sync(EmbeddedRedis().start)
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
-            http = httpx.AsyncClient(
+            http = outbound_client(
+                max_connections=http_pool_size(settings.bff_max_inflight),
                 timeout=HTTP_TIMEOUT,
-                limits=http_limits(settings.bff_max_inflight),
-                follow_redirects=False,
-                # One client serves every user: a cookie Flinks sets must not ride along on
-                # the next user's call.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                transport=settings.bff_http_transport,
             )
             stack.push_async_callback(http.aclose)
             redis = connect_redis(redis_url, cluster=settings.redis_cluster)

@@ -126,7 +126,8 @@ def _frames(tb: Any) -> str:
 
 
 # httpx logs each request's full URL (OAuth state, query strings) and httpcore logs headers
-# (flinks-auth-key) and response headers. Their records keep only the logger's own event name.
+# (flinks-auth-key) and response headers; aiohttp's client may quote a URL in a warning.
+# Their records keep only the logger's own event name.
 _HTTP_CLIENT_LOGGERS = (
     "httpx",
     "httpcore.connection",
@@ -134,6 +135,8 @@ _HTTP_CLIENT_LOGGERS = (
     "httpcore.http2",
     "httpcore.proxy",
     "httpcore.socks",
+    "aiohttp.client",
+    "aiohttp.internal",
 )
 
 
@@ -176,6 +179,7 @@ def configure_logging(level: str = "INFO", stream: Any = None, *, console: bool 
             logger.addFilter(_EVENT_ONLY)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
 
 
 def new_request_id(incoming: str | None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
 from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
@@ -30,9 +29,8 @@ log = logging.getLogger("app.pools")
 SPARE_CONNECTIONS = 16
 
 
-def http_limits(max_inflight: int) -> httpx.Limits:
-    size = max_inflight + SPARE_CONNECTIONS
-    return httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=30)
+def http_pool_size(max_inflight: int) -> int:
+    return max_inflight + SPARE_CONNECTIONS
 
 
 async def open_redis_pool(redis: RedisClient) -> None:

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.flows.records import INSTITUTION_ID
 from app.identity.jwt import check_algorithms, load_public_key
-from app.outbound import private_address
+from app.outbound import Transport, private_address
 
 # One server (redis://, rediss://, unix://), a Redis Cluster (redis+cluster://h:p[,h:p...]) or a
 # Sentinel-watched primary (redis+sentinel://h:p[,h:p...]/service_name): app/store.py connects.
@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     bff_max_headers: PositiveInt = Field(100)
     bff_request_timeout: float = Field(10.0, gt=0, le=300)
     bff_max_inflight: PositiveInt = Field(256)
+    # The outbound client's transport (app/outbound/transport.py): aiohttp's pool, measured the
+    # cheaper (bench/README.md), or httpx's own httpcore.
+    bff_http_transport: Transport = Field("aiohttp")
 
     # How long a browser request waits for Flinks before it answers the flow as `authorizing`
     # (the call goes on in the background), and how long a replica's claim on a flow it is

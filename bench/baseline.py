@@ -2,7 +2,8 @@
 (redis-py), making the BFF's upstream calls and Redis operations per route, with none of its
 validation, security, logging or metrics. They differ only in their HTTP client:
 
-- `--app baseline`: httpx, with the BFF's limits. The floor of the BFF's own stack: the BFF
+- `--app baseline`: httpx over the BFF's transport (BFF_HTTP_TRANSPORT: aiohttp's pool by
+  default, or httpcore), with the BFF's limits. The floor of the BFF's own stack: the BFF
   cannot cost less than it without changing the stack.
 - `--app floor`: the load generator's own lean client (bench/client.py), the cheapest client
   measured (bench/README.md). The floor of the work itself: what the same calls and Redis
@@ -35,8 +36,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
+import aiohttp
 import httpx
 import uvicorn
+from httpx_aiohttp import AiohttpTransport
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from bench.client import Pool
@@ -60,8 +63,9 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return 1
 """
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-# The BFF's client limits (app/main.py): 200 connections, 30 s to read, 3 s to connect.
-MAX_CONNECTIONS = 200
+# The BFF's client limits (app/main.py, app/pools.py): BFF_MAX_INFLIGHT 256 + 16 connections,
+# 30 s to read, 3 s to connect.
+MAX_CONNECTIONS = 272
 READ_TIMEOUT_S, CONNECT_TIMEOUT_S = 30.0, 3.0
 
 
@@ -75,10 +79,30 @@ class Upstream(Protocol):
 
 
 class HttpxUpstream:
+    """httpx as the BFF builds it (app/outbound/transport.py), built here: the bench imports
+    no BFF code."""
+
+    def __init__(self, transport: str | None = None) -> None:
+        self.transport = transport or os.environ.get("BFF_HTTP_TRANSPORT", "aiohttp")
+
     async def start(self) -> None:
+        limits = httpx.Limits(
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_CONNECTIONS,
+            keepalive_expiry=30,
+        )
+        transport: httpx.AsyncBaseTransport
+        if self.transport == "aiohttp":
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=30),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            transport = AiohttpTransport(limits=limits, client=session)
+        else:
+            transport = httpx.AsyncHTTPTransport(limits=limits)
         self.client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S, pool=2.0),
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=50),
             follow_redirects=False,
         )
 
@@ -121,6 +145,29 @@ class LeanUpstream:
         pool, target = self._pool(f"{url}?{urlencode(params)}")
         response = await pool.request("GET", target, headers=headers.items())
         return response.headers["location"]
+
+
+class AiohttpUpstream:
+    """aiohttp on its own (no httpx): measured by bench/transports.py, not an app here."""
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=30),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def post(self, url: str, headers: dict[str, str], body: object) -> tuple[int, Any]:
+        async with self.session.post(url, headers=headers, json=body) as response:
+            return response.status, json.loads(await response.read())
+
+    async def location(self, url: str, headers: dict[str, str], params: dict[str, str]) -> str:
+        async with self.session.get(
+            url, headers=headers, params=params, allow_redirects=False
+        ) as response:
+            return response.headers["location"]
 
 
 UPSTREAMS: dict[str, type[Upstream]] = {

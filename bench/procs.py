@@ -239,9 +239,12 @@ def start_sandbox(log_dir: Path) -> Service:
     return _spawn("sandbox", argv, {}, port, log_dir / "sandbox.log", "/__sandbox/health")
 
 
-def app_env(redis_url: str, sandbox: Service, log_level: str) -> dict[str, str]:
+def app_env(
+    redis_url: str, sandbox: Service, log_level: str, transport: str = "aiohttp"
+) -> dict[str, str]:
     """The BFF's configuration; the baseline and the floor read the same variables."""
     return {
+        "BFF_HTTP_TRANSPORT": transport,
         "REDIS_URL": redis_url,
         "FLINKS_API_URL": sandbox.url,
         "FLINKS_CONNECT_URL": f"{sandbox.url}/v2/",

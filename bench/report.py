@@ -449,7 +449,8 @@ def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     head = [
         f"flinks-bff benchmark: {meta['cpus']} CPUs, Python {meta['python']}, commit "
-        f"{meta['commit']}, {meta.get('duration_s', 0):.0f} s"
+        f"{meta['commit']}, {meta.get('duration_s', 0):.0f} s, transport "
+        f"{meta['options'].get('transport', 'httpcore')}"
         + (" (BENCH_QUICK)" if meta["options"].get("quick") else ""),
     ]
     if meta["app_files_uncommitted"]:

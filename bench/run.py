@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--latency-ms", type=float, default=200.0, help="sandbox latency per call, burst (200)")
     add("--profile-seconds", type=float, default=5.0, help="per flow and app (5; 0 = none)")
     add("--profile-targets", default="bff,baseline", help="(bff,baseline)")
+    add(
+        "--transport",
+        default="aiohttp",
+        choices=("aiohttp", "httpcore"),
+        help="BFF_HTTP_TRANSPORT of the BFF and the baseline (aiohttp)",
+    )
     add("--log-level", default="INFO", help="BFF_LOG_LEVEL of the BFF under test (INFO)")
     add("--out", default="build/bench", help="output folder (build/bench)")
     add("--budget", type=float, default=540.0, help="seconds; later runs are skipped past it")
@@ -388,7 +394,7 @@ class Bench:
             redis = stack.enter_context(Redis.from_url(redis_url))
             sandbox = start_sandbox(logs)
             stack.callback(sandbox.stop)
-            env = app_env(redis_url, sandbox, self.opts.log_level)
+            env = app_env(redis_url, sandbox, self.opts.log_level, self.opts.transport)
             apps = {}
             for target in TARGETS:
                 apps[target] = start_app(target, env, logs)
