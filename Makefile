@@ -88,7 +88,7 @@ openapi: install ## write openapi.json, the API contract, from the code
 bench: install ## CPU per flow of the BFF against a bare baseline and a floor (build/bench/, ~9 min)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
 
-bench-transports: install ## the outbound client's candidate transports, CPU per call at 1/32/200 in flight (~3 min)
+bench-transports: install ## the outbound client's candidate transports, CPU per call at 1/32/200 in flight (~4 min)
 	$(RUN) python -m bench.transports
 
 events-chaos: install ## events out under chaos: 1,000 events, a BFF replica SIGKILLed every 3 s (~2 min; CHAOS_ARGS=)

@@ -43,7 +43,7 @@ from app.identity.callers import Identities
 from app.identity.jwt import JwtConfig, JwtVerifier
 from app.observability import Metrics, RequestContextMiddleware, configure_logging, register_secret
 from app.outbound import WebhookSender, outbound_client
-from app.pools import http_pool_size, open_redis_pool
+from app.pools import http_pool_size, open_redis_pool, raise_file_limit
 from app.ratelimit import ClientAddress, Limits, RateCounters, RateLimiter
 from app.readiness import Readiness
 from app.settings import Settings, decode_key, load_settings
@@ -220,6 +220,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 embedded = await anyio.to_thread.run_sync(EmbeddedRedis().start)
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
+            raise_file_limit(settings.bff_max_inflight)
             http = outbound_client(
                 max_connections=http_pool_size(settings.bff_max_inflight),
                 timeout=HTTP_TIMEOUT,

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     bff_max_header_bytes: int = Field(32 * 1024, ge=1024)
     bff_max_headers: PositiveInt = Field(100)
     bff_request_timeout: float = Field(10.0, gt=0, le=300)
-    bff_max_inflight: PositiveInt = Field(256)
+    bff_max_inflight: PositiveInt = Field(1024)
     # The outbound client's transport (app/outbound/transport.py): aiohttp's pool, measured the
     # cheaper (bench/README.md), or httpx's own httpcore.
     bff_http_transport: Transport = Field("aiohttp")

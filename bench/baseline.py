@@ -63,9 +63,9 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
 return 1
 """
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-# The BFF's client limits (app/main.py, app/pools.py): BFF_MAX_INFLIGHT 256 + 16 connections,
+# The BFF's client limits (app/main.py, app/pools.py): BFF_MAX_INFLIGHT 1024 + 16 connections,
 # 30 s to read, 3 s to connect.
-MAX_CONNECTIONS = 272
+MAX_CONNECTIONS = 1040
 READ_TIMEOUT_S, CONNECT_TIMEOUT_S = 30.0, 3.0
 
 

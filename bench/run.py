@@ -55,6 +55,9 @@ TARGETS = ("bff", "baseline", "floor")
 MAX_REPEATS = 2  # extra runs of one cell, at most, to replace disturbed ones
 
 
+PHASES = ("saturation", "fixed", "concurrency", "burst", "profile")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -80,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         help="BFF_HTTP_TRANSPORT of the BFF and the baseline (aiohttp)",
     )
     add("--log-level", default="INFO", help="BFF_LOG_LEVEL of the BFF under test (INFO)")
+    add("--phases", default=",".join(PHASES), help=f"phases to run ({','.join(PHASES)})")
     add("--out", default="build/bench", help="output folder (build/bench)")
     add("--budget", type=float, default=540.0, help="seconds; later runs are skipped past it")
     add("--quick", action="store_true", help="about 2 minutes: shorter runs, fewer flows")
@@ -95,6 +99,11 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         opts.profile_targets, opts.concurrency_flows, opts.budget = "bff", "oauth", 150.0
     opts.runs = max(3, opts.runs)
     opts.flow_list = [f for f in opts.flows.split(",") if f]
+    opts.phase_list = [p for p in opts.phases.split(",") if p]
+    if unknown := set(opts.phase_list) - set(PHASES):
+        raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
+    if "fixed" in opts.phase_list and "saturation" not in opts.phase_list:
+        raise SystemExit("the fixed rate is half the saturated one: --phases needs saturation")
     return opts
 
 
@@ -400,7 +409,8 @@ class Bench:
                 apps[target] = start_app(target, env, logs)
                 stack.callback(apps[target].stop)
             world = World(redis, redis_pid, sandbox, apps)
-            phases = (self.saturation, self.fixed, self.concurrency, self.burst, self.profile)
+            every = (self.saturation, self.fixed, self.concurrency, self.burst, self.profile)
+            phases = [phase for phase in every if phase.__name__ in self.opts.phase_list]
             for phase in (*phases, self.repeat_disturbed):
                 _progress(f"phase: {phase.__name__}")
                 phase(world)
