@@ -453,6 +453,8 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['options'].get('transport', 'httpcore')}"
         + (" (BENCH_QUICK)" if meta["options"].get("quick") else ""),
     ]
+    if settings := meta["options"].get("bff_env"):
+        head.append("   the BFF with " + " ".join(f"{name}={value}" for name, value in settings))
     if meta["app_files_uncommitted"]:
         head.append(
             f"   app/ has {len(meta['app_files_uncommitted'])} uncommitted changes: the BFF "

@@ -55,6 +55,13 @@ TARGETS = ("bff", "baseline", "floor")
 MAX_REPEATS = 2  # extra runs of one cell, at most, to replace disturbed ones
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
 PHASES = ("saturation", "fixed", "concurrency", "burst", "profile")
 
 
@@ -83,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         help="BFF_HTTP_TRANSPORT of the BFF and the baseline (aiohttp)",
     )
     add("--log-level", default="INFO", help="BFF_LOG_LEVEL of the BFF under test (INFO)")
+    add(
+        "--bff-env",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="NAME=VALUE",
+        help="a setting of the BFF under test only, e.g. BFF_LOG_LEVEL=WARNING (repeatable)",
+    )
     add("--phases", default=",".join(PHASES), help=f"phases to run ({','.join(PHASES)})")
     add("--out", default="build/bench", help="output folder (build/bench)")
     add("--budget", type=float, default=540.0, help="seconds; later runs are skipped past it")
@@ -406,7 +421,8 @@ class Bench:
             env = app_env(redis_url, sandbox, self.opts.log_level, self.opts.transport)
             apps = {}
             for target in TARGETS:
-                apps[target] = start_app(target, env, logs)
+                extra = dict(self.opts.bff_env) if target == "bff" else {}
+                apps[target] = start_app(target, {**env, **extra}, logs)
                 stack.callback(apps[target].stop)
             world = World(redis, redis_pid, sandbox, apps)
             every = (self.saturation, self.fixed, self.concurrency, self.burst, self.profile)
