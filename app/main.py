@@ -3,6 +3,7 @@ and the registry of the background tasks that settle flows with Flinks)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -199,6 +200,17 @@ def _identities(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> Id
     )
 
 
+def _freeze_startup_heap() -> None:
+    """What start-up made (modules, the app, its clients) lives as long as the process: kept
+    out of the collector's reach, a full collection walks only what requests made since.
+    Unfrozen, each one walked the whole import graph: 68-85 ms with the loop stopped, every few
+    seconds under load; frozen, 1.4-4.3 ms (bench/README.md, "Garbage collection"). Undone
+    at shutdown, so that a process that runs apps one after another (the tests) can free
+    them."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """`clock` is where the app reads the time (tests inject one they can move on)."""
     settings = settings or load_settings()
@@ -292,6 +304,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 stack.push_async_callback(delivery.stop)
             drain.install()
             stack.callback(drain.uninstall)
+            _freeze_startup_heap()
+            stack.callback(gc.unfreeze)
             log.info(
                 "app.started", extra={"env": settings.bff_env, "embedded_redis": bool(embedded)}
             )

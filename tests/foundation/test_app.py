@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -157,6 +158,15 @@ async def test_lifespan_closes_its_clients(redis_url: str, redis: Redis) -> None
             lambda: flinks.served.open_connections() == 0,
             what="the BFF's connection to Flinks to be closed",
         )
+
+
+async def test_the_heap_start_up_made_is_frozen_while_the_app_runs(redis_url: str) -> None:
+    """Full collections skip the import graph and the app's clients (app/main.py); the
+    tests, which start app after app in one process, get them back for collection."""
+    async with serve_in_process(create_app(make_settings(redis_url))) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
 
 
 def _port_open(port: int) -> bool:
