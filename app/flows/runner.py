@@ -318,9 +318,13 @@ class FlowRunner:
 
     # -- recording outcomes ---------------------------------------------------------------------
 
-    def calling(self, call: Callable[[], Awaitable[AuthorizeOutcome]]) -> FirstStep:
+    def calling(
+        self, call: Callable[[], Awaitable[AuthorizeOutcome]], *, login_id: str | None = None
+    ) -> FirstStep:
         """The first step of a claimed flow: `call`, and its outcome recorded. A Flinks failure
-        that is an answer fails the flow (and is raised); no answer leaves it pending."""
+        that is an answer fails the flow (and is raised); no answer leaves it pending.
+        `login_id`: the one the caller just bound to the flow, when it has it (saves reading
+        it back to file the link)."""
 
         async def first(flow: FlowRecord) -> FlowRecord:
             try:
@@ -333,7 +337,7 @@ class FlowRunner:
                     extra={"flow_id": flow.flow_id, "error": type(exc).__name__},
                 )
                 return await self._still_pending(flow)
-            return await self.record_outcome(flow, outcome)
+            return await self.record_outcome(flow, outcome, login_id=login_id)
 
         return first
 
@@ -354,7 +358,9 @@ class FlowRunner:
         plain = json.dumps({"request_id": continuation.request_id, "token": token})
         return self.store.seal(plain, flow_id)
 
-    async def record_outcome(self, flow: FlowRecord, outcome: AuthorizeOutcome) -> FlowRecord:
+    async def record_outcome(
+        self, flow: FlowRecord, outcome: AuthorizeOutcome, *, login_id: str | None = None
+    ) -> FlowRecord:
         flow_id = flow.flow_id
         if isinstance(outcome, Connected):
             if (
@@ -369,7 +375,7 @@ class FlowRunner:
                 )
             institution = outcome.institution or flow.institution
             try:
-                link_id = await self._make_link(flow, institution, outcome.request_id)
+                link_id = await self._make_link(flow, institution, outcome.request_id, login_id)
             except StoreUnavailable as exc:
                 raise _unconfirmed(exc) from exc
             if link_id is None:
@@ -408,12 +414,13 @@ class FlowRunner:
         return updated
 
     async def _make_link(
-        self, flow: FlowRecord, institution: str | None, request_id: str
+        self, flow: FlowRecord, institution: str | None, request_id: str, login_id: str | None
     ) -> str | None:
-        """Files the connected loginId as a link of the flow's owner: its id, "" when the flow
-        has no owner or loginId to file (a record from before links), None when the loginId
-        turned out to be another owner's. The RequestId is kept for the first data read."""
-        login_id = await self.store.get_login_id(flow.flow_id)
+        """Files the connected loginId (`login_id`, or the flow's as stored) as a link of the
+        flow's owner: its id, "" when the flow has no owner or loginId to file (a record from
+        before links), None when the loginId turned out to be another owner's. The RequestId is
+        kept for the first data read."""
+        login_id = login_id or await self.store.get_login_id(flow.flow_id)
         if flow.owner is None or login_id is None:
             return ""
         link = await self.links.file(

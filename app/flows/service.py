@@ -262,7 +262,9 @@ class Flows:
             lease = self.runner.new_lease(flow_id)
             if await self.store.replace_flow(flow.version, claimed, login_id=login_id, lease=lease):
                 return await self._told(
-                    await self.runner.start(claimed, lease, self.runner.calling(call))
+                    await self.runner.start(
+                        claimed, lease, self.runner.calling(call, login_id=login_id)
+                    )
                 )
         return await self._replayed_complete(session, flow_id, login_id)
 
@@ -352,7 +354,8 @@ class Flows:
             code = await self.issue_handoff(flow, login_id)
             return replace(self._callback_result(StatusRead(flow, False)), handoff_code=code)
         await self._claim_login(flow, login_id)
-        live = self.runner.calling(self._authorize_call(flow, login_id))  # Flinks configured?
+        # Flinks configured?
+        live = self.runner.calling(self._authorize_call(flow, login_id), login_id=login_id)
         flow_id = flow.flow_id
         claimed = flow.next(status="authorizing", checked_at=self._clock.now())
         lease = self.runner.new_lease(flow_id)
@@ -428,8 +431,8 @@ class Flows:
             await self.runner.record_failure(claimed, "handoff_invalid", "The link expired.")
             raise HandoffInvalid
         await self._claim_login(claimed, login_id)
-        call = self._authorize_call(flow, login_id)
-        return await self._told(await self.runner.start(claimed, lease, self.runner.calling(call)))
+        call = self.runner.calling(self._authorize_call(flow, login_id), login_id=login_id)
+        return await self._told(await self.runner.start(claimed, lease, call))
 
     def _authorize_call(
         self, flow: FlowRecord, login_id: str

@@ -123,11 +123,11 @@ async def test_connect_round_trips(
         assert (await status(client, flow_id))["status"] == "connected"
     # The address's rate counter; the flow; the new browser session.
     assert len(started_trips) == 3, started_trips
-    # Session, flow, loginId claim, claim + lease; in the background the link filed (3: the
-    # loginId; one script for the record, its event, the old data dropped and the new job,
-    # app/store.py FILE_LINK_SCRIPT; the owner's set), the outcome, the lease released; then
-    # "reported" and the session rotated.
-    assert len(completed_trips) == 12, completed_trips
+    # Session, flow, loginId claim, claim + lease; in the background the link filed (2: one
+    # script for the record, its event, the old data dropped and the new job, app/store.py
+    # FILE_LINK_SCRIPT; the owner's set; the loginId is the one just bound, not read back),
+    # the outcome, the lease released; then "reported" and the session rotated.
+    assert len(completed_trips) == 11, completed_trips
     # Session, then flow.
     assert len(status_trips) == 2, status_trips
 
@@ -162,8 +162,9 @@ async def test_oauth_round_trips(
     # in the background the outcome (MFA) and the lease released.
     assert len(callback_trips) == 6, callback_trips
     assert len(status_trips) == 2, status_trips
-    # Session, flow, claim + lease; in the background the link filed (3), the outcome, the
-    # lease released; then "reported" and the session rotated.
+    # Session, flow, claim + lease; in the background the link filed (3: the loginId read
+    # back, as the MFA answer does not carry it), the outcome, the lease released; then
+    # "reported" and the session rotated.
     assert len(mfa_trips) == 11, mfa_trips
     # A browser with a session: its two rate counters in one pipeline, then the flow. (The
     # session is known: nothing new to keep.)
