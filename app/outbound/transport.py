@@ -9,7 +9,9 @@ transport the bench chose (bench/README.md, "The client's transport").
   on.
 
 Both keep the same contract: explicit timeouts, a bounded pool, verified TLS, no redirects
-followed (the client's), no cookies kept between users, no proxy from the environment, and
+followed (the client's), no cookies kept between users, no proxy from the environment (one
+set there for other programs is ignored, and said so at start-up: calls go straight to
+Flinks), the authorities of SSL_CERT_FILE / SSL_CERT_DIR when set (else certifi's), and
 what the Flinks client relies on never to send a live /Authorize twice: `ConnectError`,
 `ConnectTimeout` and `PoolTimeout` mean nothing was sent, every other failure may have been.
 httpx-aiohttp's own mapping turns a connection that dies after the request was written
@@ -19,6 +21,8 @@ malformed answer) through unmapped, so `SafeAiohttpTransport` maps by the cause 
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -30,6 +34,17 @@ from httpx_aiohttp import AiohttpTransport
 
 Transport = Literal["aiohttp", "httpcore"]
 KEEPALIVE_SECONDS = 30.0
+# What httpx (and curl, requests) would route through, and this client does not.
+IGNORED_ENVIRONMENT = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+
+log = logging.getLogger("app.outbound")
 
 
 def outbound_client(
@@ -40,6 +55,8 @@ def outbound_client(
     verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """The client the whole app shares. `verify` is for tests that bring their own CA."""
+    if ignored := sorted({name.upper() for name in IGNORED_ENVIRONMENT if os.environ.get(name)}):
+        log.warning("outbound.environment_ignored", extra={"variables": ignored})
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
@@ -48,13 +65,13 @@ def outbound_client(
     chosen: httpx.AsyncBaseTransport = (
         SafeAiohttpTransport(limits=limits, verify=verify)
         if transport == "aiohttp"
-        else httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=False)
+        else httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=True)
     )
     return httpx.AsyncClient(
         transport=chosen,
         timeout=timeout,
         follow_redirects=False,
-        trust_env=False,
+        trust_env=False,  # no proxy and no .netrc credentials from the environment
         # One client serves every user: a cookie Flinks sets must not ride along on the next
         # user's call.
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
@@ -65,7 +82,8 @@ class SafeAiohttpTransport(AiohttpTransport):
     """httpx-aiohttp's transport with a session built here and failures mapped by cause."""
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
-        context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        # trust_env: SSL_CERT_FILE / SSL_CERT_DIR, as httpx's own transport reads them.
+        context = httpx.create_ssl_context(verify=verify, trust_env=True)
 
         def session() -> aiohttp.ClientSession:  # made on first use, inside the event loop
             connector = aiohttp.TCPConnector(
@@ -78,7 +96,7 @@ class SafeAiohttpTransport(AiohttpTransport):
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
             )
 
-        super().__init__(limits=limits, verify=verify, trust_env=False, client=session)
+        super().__init__(limits=limits, verify=verify, trust_env=True, client=session)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout")

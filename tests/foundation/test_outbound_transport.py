@@ -6,10 +6,12 @@ name kept in SNI, no redirects followed, no cookies kept, and a POST never sent 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -300,4 +302,43 @@ async def test_tls_checks_the_name_in_sni_when_the_address_is_pinned(
         async with client(transport, verify=trusting) as http:
             with pytest.raises(httpx.ConnectError):  # the certificate does not name 127.0.0.1
                 await http.post(f"{url}/hook", json={})
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
+async def test_a_proxy_in_the_environment_is_ignored_and_said(
+    transport: Transport,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Calls go straight to where they are sent: a proxy variable meant for other programs
+    does not reroute them (the proxy here would refuse: nothing listens on port 9)."""
+    monkeypatch.setenv(name, "http://127.0.0.1:9")
+    caplog.set_level(logging.WARNING, logger="app.outbound")
+    async with serving(ok) as (script, url), client(transport) as http:
+        assert (await http.post(f"{url}/Authorize", json={})).status_code == 200
+    assert len(script.requests) == 1
+    (record,) = [r for r in caplog.records if r.name == "app.outbound"]
+    assert record.getMessage() == "outbound.environment_ignored"
+    assert record.__dict__["variables"] == [name.upper()]
+
+
+async def test_the_authorities_of_ssl_cert_file_are_the_ones_trusted(
+    transport: Transport,
+    server_tls: ssl.SSLContext,
+    authority: trustme.CA,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An operator's CA bundle (SSL_CERT_FILE) replaces certifi's, as for httpx's own."""
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    async with serving(ok, server_tls) as (script, url), client(transport) as http:
+        answer_ = await http.post(
+            f"{url}/Authorize", json={}, extensions={"sni_hostname": "flinks.test"}
+        )
+        assert answer_.status_code == 200
     assert len(script.requests) == 1
