@@ -4,7 +4,8 @@
            (the BFF consumes the state and calls /Authorize) -> 303 back with status=connected
 - connect: POST /v1/connect/sessions -> the sandbox's Connect shortcut (what the iframe does)
            -> POST .../complete (the BFF calls /Authorize) -> GET /v1/flows/{id}
-- token:   POST /v1/authorize-tokens
+- token:   POST /v1/authorize-tokens, as a page of the frontend: with the browser session
+           (one for the run, from a Connect start) and the page's Origin, as session mode asks
 
 Every request to the app under test is timed on its own (`steps`); the flow's latency is the
 whole sequence, sandbox shortcut included.
@@ -24,6 +25,7 @@ PASSWORD = "Everyday"  # noqa: S105 - the sandbox's documented test password
 INSTITUTION = "FlinksCapital"
 # The BFF's default return URL; the OAuth redirect_uri is the matching BFF_PUBLIC_URL constant.
 RETURN_URL = "http://127.0.0.1:8000/"
+PAGE_ORIGIN = "http://127.0.0.1:8000"  # BFF_PUBLIC_URL: its own pages may mint tokens
 START_PATH = f"/v1/oauth/start?institution={INSTITUTION}&return_url={quote(RETURN_URL, safe='')}"
 
 
@@ -37,6 +39,7 @@ class FlowFailed(Exception):
 class Targets:
     app: Pool  # the BFF or the baseline
     sandbox: Pool
+    page: Jar | None = None  # the token flow's browser session, made once per run
 
 
 Flow = Callable[[Targets, list[float]], Awaitable[None]]
@@ -137,10 +140,22 @@ async def connect(t: Targets, steps: list[float]) -> None:
         raise FlowFailed("status", f"status={status.json().get('status')}")
 
 
+async def _page_session(t: Targets) -> Jar:
+    """A browser's session, as a page that started a Connect flow has one (not timed)."""
+    if t.page is None:
+        jar = Jar()
+        started = jar.take(
+            await t.app.request("POST", "/v1/connect/sessions", headers=JSON_HEADERS, body=b"{}")
+        )
+        _expect("page session", started, 201)
+        t.page = jar
+    return t.page
+
+
 async def token(t: Targets, steps: list[float]) -> None:
-    minted = await _timed(
-        steps, t.app, "POST", "/v1/authorize-tokens", headers=JSON_HEADERS, body=b"{}"
-    )
+    page = await _page_session(t)
+    headers = (*JSON_HEADERS, ("Origin", PAGE_ORIGIN), *([page.header()] if page else []))
+    minted = await _timed(steps, t.app, "POST", "/v1/authorize-tokens", headers=headers, body=b"{}")
     _expect("mint", minted, 201)
 
 
