@@ -634,14 +634,23 @@ class Store:
         owner = await call_redis(self._redis.get(session_key(session_id)))
         return None if owner is None else str(owner)
 
-    async def move_session(self, old_id: str, new_id: str, ttl: int) -> str | None:
-        """The owner of `old_id`, now under `new_id`; `old_id` is gone (GETDEL: of two racing
-        moves only one gets the owner). None if `old_id` was unknown."""
-        owner = await call_redis(self._redis.getdel(session_key(old_id)))
-        if owner is None:
-            return None
-        await self.create_session(new_id, str(owner), ttl)
-        return str(owner)
+    async def move_session(self, old_id: str, new_id: str, owner: str, ttl: int) -> bool:
+        """`owner`'s session `old_id` is now `new_id`, and `old_id` is gone; False (and neither
+        exists) if `old_id` was not `owner`'s any more: of two racing moves only one gets it
+        (GETDEL). One round trip: the two ids are in different slots, so a pipeline rather than
+        a script, and the new id is written before it is known the move will stand (undone
+        then, a round trip only on the losing side of a race)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.getdel(session_key(old_id))
+            pipe.set(session_key(new_id), owner, ex=ttl, nx=True)
+            moved, written = await call_redis(pipe.execute())
+        if moved is None or str(moved) != owner:
+            if written:
+                await call_redis(self._redis.delete(session_key(new_id)))
+            return False
+        if not written:
+            raise StoreUnavailable("could not reserve a fresh session id")
+        return True
 
     def seal(self, value: str, flow_id: str) -> str:
         return self.sealer.seal(value, flow_key(flow_id))

@@ -54,5 +54,5 @@ class BrowserSessions:
         """A new id for the same owner; the old id stops resolving. None if another request
         rotated it first (that request's answer carries the new id)."""
         new_id = new_session_id()
-        owner = await self._store.move_session(session.session_id, new_id, self._ttl)
-        return None if owner is None else BrowserSession(new_id, owner)
+        moved = await self._store.move_session(session.session_id, new_id, session.owner, self._ttl)
+        return BrowserSession(new_id, session.owner) if moved else None

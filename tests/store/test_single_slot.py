@@ -87,7 +87,9 @@ async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: Redis
     assert await store.take_lease(lease, now)
 
     await store.create_session("old-session", "owner", 60)
-    assert await store.move_session("old-session", "new-session", 60) == "owner"
+    assert await store.move_session("old-session", "new-session", "owner", 60)
+    assert await store.session_owner("new-session") == "owner"
+    assert await store.session_owner("old-session") is None
 
 
 async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: RedisClient) -> None:

@@ -183,3 +183,31 @@ async def test_an_unreachable_server_raises_store_unavailable_quickly() -> None:
         await store.get_flow("x" * 22)
     assert loop.time() - started < 2.5
     await close_redis(client)
+
+
+async def test_moving_a_session_keeps_its_owner_under_the_new_id_only(store: Store) -> None:
+    await store.create_session("old-id", "owner-1", 60)
+    assert await store.move_session("old-id", "new-id", "owner-1", 60)
+    assert await store.session_owner("new-id") == "owner-1"
+    assert await store.session_owner("old-id") is None
+
+
+async def test_of_two_racing_moves_one_wins_and_the_loser_leaves_no_session(store: Store) -> None:
+    await store.create_session("old-id", "owner-1", 60)
+    won, lost = await asyncio.gather(
+        store.move_session("old-id", "new-a", "owner-1", 60),
+        store.move_session("old-id", "new-b", "owner-1", 60),
+    )
+    assert sorted([won, lost]) == [False, True]
+    winner, loser = ("new-a", "new-b") if won else ("new-b", "new-a")
+    assert await store.session_owner(winner) == "owner-1"
+    assert await store.session_owner(loser) is None
+    assert await store.session_owner("old-id") is None
+
+
+async def test_a_session_that_is_gone_or_another_owners_is_not_moved(store: Store) -> None:
+    assert not await store.move_session("never-issued", "new-a", "owner-1", 60)
+    assert await store.session_owner("new-a") is None
+    await store.create_session("theirs", "owner-2", 60)
+    assert not await store.move_session("theirs", "new-b", "owner-1", 60)
+    assert await store.session_owner("new-b") is None
