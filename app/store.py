@@ -288,8 +288,8 @@ class Sealer:
 
 # Compare-and-set on a flow: only if the stored version is the one the caller read, so two
 # replicas racing on the same flow cannot both win. Optionally writes the loginId, takes the
-# flow's lease and writes an event to the flow's outbox in the same atomic step. KEEPTTL: a
-# transition never extends a flow's life.
+# flow's lease (ARGV[5]) or lets the caller's go (ARGV[11], its holder) and writes an event to the
+# flow's outbox in the same atomic step. KEEPTTL: a transition never extends a flow's life.
 CAS_FLOW_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
@@ -300,6 +300,10 @@ if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
 if ARGV[7] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'id', ARGV[7], 'order', ARGV[8], 'body', ARGV[9],
     'created', ARGV[10])
+end
+if ARGV[11] ~= '' then
+  local held = redis.call('GET', KEYS[3])
+  if held and string.match(held, '^(%S+) ') == ARGV[11] then redis.call('DEL', KEYS[3]) end
 end
 return 1
 """
@@ -539,9 +543,11 @@ class Store:
         login_id: str | None = None,
         lease: Lease | None = None,
         event: OutboxEvent | None = None,
+        release: Lease | None = None,
     ) -> bool:
         """Compare-and-set; False if the flow changed (or vanished) since it was read. With
-        `lease`, the transition also takes the flow's lease (whoever held it); with `event`,
+        `lease`, the transition also takes the flow's lease (whoever held it); with `release`,
+        it lets that lease go if its holder still has it (as `release_lease`); with `event`,
         the event is in the flow's outbox if and only if the transition happened."""
         sealed_login = (
             self.sealer.seal(login_id, login_key(flow.flow_id)) if login_id is not None else ""
@@ -563,6 +569,7 @@ class Store:
                     lease.value() if lease else "",
                     lease.key_ttl_ms if lease else 0,
                     *_event_args(event),
+                    release.holder if release else "",
                 ],
             )
         )

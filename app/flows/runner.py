@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("app.flows")
 
 FirstStep = Callable[[FlowRecord], Awaitable[FlowRecord]]
+
+
+@dataclass(slots=True)
+class _Holding:
+    """The lease this task holds while it settles a flow. Its last write (any status but
+    `pending`: the work ends there) lets the lease go in the same script, a round trip less
+    than a release of its own; `letting_go` from just before it is sent, so that a renewal
+    that finds the lease gone then is no alarm."""
+
+    lease: Lease
+    letting_go: bool = False
+    released: bool = False
+
+
+_holding: ContextVar[_Holding | None] = ContextVar("flow_holding", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,16 +223,20 @@ class FlowRunner:
         return await self.start(current, lease, self._check_when_due, wait=due)
 
     async def _held(self, lease: Lease, work: Coroutine[Any, Any, None]) -> None:
-        renewing = asyncio.create_task(self._renew(lease), name="flow.lease")
+        """Runs in a task of its own (`start`): the holding is this task's context."""
+        holding = _Holding(lease)
+        _holding.set(holding)
+        renewing = asyncio.create_task(self._renew(holding), name="flow.lease")
         try:
             await work
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await self._release(lease)
+            if not holding.released:
+                await self._release(lease)
 
-    async def _renew(self, lease: Lease) -> None:
-        ttl = self.timing.lease
+    async def _renew(self, holding: _Holding) -> None:
+        ttl, lease = self.timing.lease, holding.lease
         while True:
             await self._clock.sleep(ttl.total_seconds() / 3)
             try:
@@ -225,7 +245,8 @@ class FlowRunner:
                 log.warning("flow.lease_not_renewed", extra={"flow_id": lease.flow_id})
                 continue
             if not kept:
-                log.warning("flow.lease_lost", extra={"flow_id": lease.flow_id})
+                if not holding.letting_go:
+                    log.warning("flow.lease_lost", extra={"flow_id": lease.flow_id})
                 return
 
     async def _release(self, lease: Lease) -> None:
@@ -476,9 +497,25 @@ class FlowRunner:
     async def _save(
         self, expected: FlowRecord, updated: FlowRecord, *, event: OutboxEvent | None = None
     ) -> None:
+        holding = _holding.get()
+        if holding is not None and (
+            holding.lease.flow_id != updated.flow_id or updated.status == "pending"
+        ):
+            holding = None  # not this task's flow, or not its last write
+        if holding is not None:
+            holding.letting_go = True
         try:
-            saved = await self.store.replace_flow(expected.version, updated, event=event)
+            saved = await self.store.replace_flow(
+                expected.version,
+                updated,
+                event=event,
+                release=holding.lease if holding is not None else None,
+            )
         except StoreUnavailable as exc:
+            if holding is not None:
+                holding.letting_go = False
             raise _unconfirmed(exc) from exc
+        if holding is not None:
+            holding.letting_go = holding.released = saved
         if not saved:
             raise Conflict("The flow changed while it was being updated.")

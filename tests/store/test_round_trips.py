@@ -126,9 +126,9 @@ async def test_connect_round_trips(
     # Session, flow, loginId claim, claim + lease; in the background the link filed (2: one
     # script for the record, its event, the old data dropped and the new job, app/store.py
     # FILE_LINK_SCRIPT; the owner's set; the loginId is the one just bound, not read back),
-    # the outcome, the lease released; then "reported" and the session rotated (one pipeline:
-    # the old id taken, the new one written).
-    assert len(completed_trips) == 10, completed_trips
+    # the outcome with the lease let go (one script); then "reported" and the session rotated
+    # (one pipeline: the old id taken, the new one written).
+    assert len(completed_trips) == 9, completed_trips
     assert completed_trips[-1] == ("GETDEL", "SET"), completed_trips
     # Session, then flow.
     assert len(status_trips) == 2, status_trips
@@ -161,13 +161,13 @@ async def test_oauth_round_trips(
     # The address's rate counter; the flow and its state (one script); the new session.
     assert len(started_trips) == 3, started_trips
     # Session; the state consumed and the flow read (one script); loginId claim; claim + lease;
-    # in the background the outcome (MFA) and the lease released.
-    assert len(callback_trips) == 6, callback_trips
+    # in the background the outcome (MFA) with the lease let go (one script).
+    assert len(callback_trips) == 5, callback_trips
     assert len(status_trips) == 2, status_trips
     # Session, flow, claim + lease; in the background the link filed (3: the loginId read
-    # back, as the MFA answer does not carry it), the outcome, the lease released; then
+    # back, as the MFA answer does not carry it), the outcome with the lease let go; then
     # "reported" and the session rotated (one pipeline).
-    assert len(mfa_trips) == 10, mfa_trips
+    assert len(mfa_trips) == 9, mfa_trips
     # A browser with a session: its two rate counters in one pipeline, then the flow. (The
     # session is known: nothing new to keep.)
     assert len(again_trips) == 3, again_trips
