@@ -172,3 +172,19 @@ async def test_oauth_round_trips(
     # session is known: nothing new to keep.)
     assert len(again_trips) == 3, again_trips
     assert again_trips[1] == ("EVALSHA", "EVALSHA"), again_trips
+
+
+async def test_an_oauth_callback_that_connects_round_trips(
+    client: httpx.AsyncClient, sandbox: Sandbox, redis: Redis, round_trips: RoundTrips
+) -> None:
+    started = await oauth_start(client)
+    callback = await bank_login(sandbox.http, started.headers["location"], "greatday_nomfa")
+    with round_trips.counting() as callback_trips:
+        called = await client.get(callback.path_and_query)
+        assert returned(called)["status"] == ["connected"], called.headers
+        await _settled(redis, returned(called)["flow_id"][0])
+    # Session; the state consumed and the flow read; loginId claim; claim + lease; the link
+    # filed (2: FILE_LINK_SCRIPT with the loginId just bound, the owner's set); the outcome
+    # with the lease let go; "reported"; the session rotated (one pipeline).
+    assert len(callback_trips) == 9, callback_trips
+    assert callback_trips[-1] == ("GETDEL", "SET"), callback_trips
