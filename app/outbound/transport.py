@@ -24,7 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Literal
 
@@ -106,10 +107,8 @@ class SafeAiohttpTransport(AiohttpTransport):
             pool, connect = timeout.get("pool"), timeout.get("connect")
             both = None if pool is None or connect is None else pool + connect
             request.extensions = {**request.extensions, "timeout": {**timeout, "pool": both}}
-        try:
+        with _failures_mapped():
             response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise mapped(exc) from exc
         assert isinstance(response.stream, httpx.AsyncByteStream)  # noqa: S101
         response.stream = _MappedStream(response.stream)
         return response
@@ -119,6 +118,8 @@ def mapped(exc: BaseException) -> httpx.TransportError:
     """The httpx error for an aiohttp failure (`exc` itself, or what httpx-aiohttp made of it),
     judged by what aiohttp raised. Only a failure to get a connection is "not sent"."""
     cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
+    if not isinstance(cause, aiohttp.ClientError) and isinstance(exc, httpx.TransportError):
+        return exc  # httpx's own, not a translation of aiohttp's
     message = str(exc) or type(cause).__name__
     if isinstance(cause, aiohttp.ConnectionTimeoutError):  # the pool wait or the connect
         return httpx.ConnectTimeout(message)
@@ -132,19 +133,26 @@ def mapped(exc: BaseException) -> httpx.TransportError:
     return httpx.RemoteProtocolError(message)
 
 
+@contextmanager
+def _failures_mapped() -> Iterator[None]:
+    try:
+        yield
+    except (httpx.TransportError, aiohttp.ClientError) as exc:
+        error = mapped(exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 class _MappedStream(httpx.AsyncByteStream):
     def __init__(self, stream: httpx.AsyncByteStream) -> None:
         self._stream = stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _failures_mapped():
             async for chunk in self._stream:
                 yield chunk
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise mapped(exc) from exc
 
     async def aclose(self) -> None:
-        try:
+        with _failures_mapped():
             await self._stream.aclose()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise mapped(exc) from exc

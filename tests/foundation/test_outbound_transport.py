@@ -13,11 +13,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 import trustme
 
 from app.outbound import Transport, outbound_client
+from app.outbound.transport import mapped
 
 TRANSPORTS: tuple[Transport, ...] = ("aiohttp", "httpcore")
 # What the Flinks client reads as "nothing was written" (app/flinks/client.py _NOT_SENT).
@@ -342,3 +344,28 @@ async def test_the_authorities_of_ssl_cert_file_are_the_ones_trusted(
         )
         assert answer_.status_code == 200
     assert len(script.requests) == 1
+
+
+def test_an_httpx_error_that_is_not_a_translation_passes_unchanged() -> None:
+    own = httpx.ReadTimeout("httpx's own")
+    assert mapped(own) is own
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("cut"), httpx.RemoteProtocolError),
+        (aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError(), httpx.ReadTimeout),
+    ],
+)
+def test_aiohttp_failures_map_by_what_they_say_of_the_request(
+    raised: aiohttp.ClientError, expected: type[httpx.TransportError]
+) -> None:
+    """Straight from aiohttp, or through httpx-aiohttp's own translation (its ConnectTimeout
+    for a server that hung up is the case that matters): the same answer."""
+    assert type(mapped(raised)) is expected
+    translated = httpx.ConnectTimeout("httpx-aiohttp's guess")
+    translated.__cause__ = raised
+    assert type(mapped(translated)) is expected
