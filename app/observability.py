@@ -128,7 +128,7 @@ def _frames(tb: Any) -> str:
 # httpx logs each request's full URL (OAuth state, query strings) and httpcore logs headers
 # (flinks-auth-key) and response headers; aiohttp's client may quote a URL in a warning.
 # Their records keep only the logger's own event name.
-HTTP_CLIENT_LOGGERS = (
+_HTTP_CLIENT_LOGGERS = (
     "httpx",
     "httpcore.connection",
     "httpcore.http11",
@@ -173,7 +173,7 @@ def configure_logging(level: str = "INFO", stream: Any = None, *, console: bool 
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.disabled = True
-    for name in HTTP_CLIENT_LOGGERS:
+    for name in _HTTP_CLIENT_LOGGERS:
         logger = logging.getLogger(name)
         if _EVENT_ONLY not in logger.filters:
             logger.addFilter(_EVENT_ONLY)

@@ -14,12 +14,13 @@ examples, with a seed that is printed (`--hypothesis-seed` replays it).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib.util import find_spec
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -36,6 +37,7 @@ from app.main import create_app
 from app.settings import DEV_PUBLIC_URL, Settings
 from app.store import close_redis, connect_redis, session_key
 from tests.figures import FIGURES
+from tests.integration.event_receiver import Receiver, receiving
 from tests.redis_server import RedisServer, database_for_worker, start_redis_server, worker_index
 from tests.topology.serve import topology as start_topology
 
@@ -64,6 +66,35 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_CONFIG_PREFIXES):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Logging is process-wide: what a test's `configure_logging` (or its own setup) changes,
+    levels, handlers, filters, is put back after it, so no later test in the worker sees it.
+    A logger first made during the test goes back to a fresh logger's settings."""
+    saved = {id(logger): _logger_settings(logger) for logger in _loggers()}
+    yield
+    fresh: _Settings = (logging.NOTSET, [], [], True, False)
+    for logger in _loggers():
+        level, handlers, filters, propagate, disabled = saved.get(id(logger), fresh)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.filters[:] = filters
+        logger.propagate, logger.disabled = propagate, disabled
+
+
+# A logger's level, handlers, filters, propagate and disabled.
+_Settings = tuple[int, list[logging.Handler], list[Any], bool, bool]
+
+
+def _loggers() -> list[logging.Logger]:
+    made = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(it for it in made if isinstance(it, logging.Logger))]
+
+
+def _logger_settings(logger: logging.Logger) -> _Settings:
+    return logger.level, logger.handlers[:], logger.filters[:], logger.propagate, logger.disabled
 
 
 @pytest.fixture(scope="session")
@@ -219,3 +250,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("figures")
         for name, text in sorted(FIGURES.items()):
             terminalreporter.write_line(f"{name}: {text}")
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    """The host backend's webhook endpoint, as the events-out tests hold or fail it."""
+    return Receiver()
+
+
+@pytest.fixture
+def receiver_url(receiver: Receiver) -> Iterator[str]:
+    with receiving(receiver) as url:
+        yield url

@@ -28,10 +28,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import random
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from app.clock import Clock
 from app.errors import StoreUnavailable
 from app.flows.records import EventType, FlowRecord, LinkRecord, OutboxEvent
-from app.flows.tasks import stop_tasks
+from app.flows.tasks import consumer_name, stop_tasks
 from app.outbound import Attempt
 
 if TYPE_CHECKING:
@@ -228,7 +226,7 @@ class EventDelivery:
         self._clock = clock
         self._metrics = metrics
         self._draw = draw
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.consumer = consumer_name()
         self._written: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -77,3 +80,9 @@ async def stop_tasks(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("task.failed", extra={"task": task.get_name(), "error": type(error).__name__})
+
+
+def consumer_name() -> str:
+    """A name for this process's consumer in a Redis Streams group: its host and pid, and a
+    random part (a process restarted with the same pid is a new consumer, not the dead one)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"

@@ -30,9 +30,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
-import secrets
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -45,7 +42,7 @@ from app.clock import Clock
 from app.errors import BadRequest, StoreUnavailable, WebhookSignatureInvalid
 from app.flinks import AccountsReady, accounts_in_payload
 from app.flows.links import Links
-from app.flows.tasks import stop_tasks
+from app.flows.tasks import consumer_name, stop_tasks
 
 if TYPE_CHECKING:
     from app.store import InboxEntry, WebhookInbox  # types only, as in service.py
@@ -145,7 +142,7 @@ class FlinksInbox:
         self._store = links.store
         self.policy = policy
         self._clock = clock
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.consumer = consumer_name()
         self._task: asyncio.Task[None] | None = None
         self._warned_unsigned = False
         self._metrics = metrics

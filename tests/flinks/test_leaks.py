@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 
 from app.flinks import FlinksClient, FlinksError, MfaRequired, RetryPolicy
-from app.observability import HTTP_CLIENT_LOGGERS
 from tests.flinks.fakes import (
     API_KEY,
     AUTHORIZE,
@@ -39,17 +38,10 @@ REDIRECT_URI = "https://bff.example/v1/oauth/callback"
 
 
 @pytest.fixture
-def caplog_debug(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> pytest.LogCaptureFixture:
-    """Everything at DEBUG, whatever levels the app's logging setup left on these loggers, and
-    the HTTP clients' records as the libraries make them: an earlier test in this process that
-    ran `configure_logging` left its filter on them (it rewrites each to its event name), and
-    the positive control below would not see a URL."""
+def caplog_debug(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Everything at DEBUG, whatever levels the app's logging setup left on these loggers."""
     for name in (None, "httpx", "httpcore", "app.flinks"):
         caplog.set_level(logging.DEBUG, logger=name)
-    for name in HTTP_CLIENT_LOGGERS:
-        monkeypatch.setattr(logging.getLogger(name), "filters", [])
     return caplog
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,21 +17,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.outbound import WebhookSender, private_address
-from tests.integration.event_receiver import PATH, SECRET, Receiver, receiving
+from tests.integration.event_receiver import PATH, SECRET, Receiver
 
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BODY = '{"type":"link.deleted","timestamp":"2026-11-29T12:00:00+00:00","data":{"link_id":"L"}}'
-
-
-@pytest.fixture
-def receiver() -> Receiver:
-    return Receiver()
-
-
-@pytest.fixture
-def url(receiver: Receiver) -> Iterator[str]:
-    with receiving(receiver) as served:
-        yield served
 
 
 def _sender(http: httpx.AsyncClient, url: str, *, allow_private: bool = True) -> WebhookSender:
@@ -40,10 +28,10 @@ def _sender(http: httpx.AsyncClient, url: str, *, allow_private: bool = True) ->
 
 
 async def test_a_delivery_is_signed_as_the_reference_library_verifies(
-    receiver: Receiver, url: str
+    receiver: Receiver, receiver_url: str
 ) -> None:
     async with httpx.AsyncClient(follow_redirects=False) as http:
-        attempt = await _sender(http, url).send("msg_1", BODY, datetime.now(UTC))
+        attempt = await _sender(http, receiver_url).send("msg_1", BODY, datetime.now(UTC))
     assert (attempt.outcome, attempt.status) == ("delivered", 204)
     (delivery,) = receiver.deliveries
     assert delivery.verified
@@ -60,20 +48,22 @@ async def test_a_delivery_is_signed_as_the_reference_library_verifies(
     [(200, "delivered"), (299, "delivered"), (301, "failed"), (410, "failed"), (500, "failed")],
 )
 async def test_only_a_2xx_is_delivered_and_a_redirect_is_not_followed(
-    receiver: Receiver, url: str, status: int, outcome: str
+    receiver: Receiver, receiver_url: str, status: int, outcome: str
 ) -> None:
     receiver.status = status
     async with httpx.AsyncClient(follow_redirects=False) as http:
-        attempt = await _sender(http, url).send("msg_2", BODY, WHEN)
+        attempt = await _sender(http, receiver_url).send("msg_2", BODY, WHEN)
     assert (attempt.outcome, attempt.status) == (outcome, status)
     assert len(receiver.deliveries) == 1
 
 
-async def test_an_answer_later_than_the_deadline_is_a_failure(receiver: Receiver, url: str) -> None:
+async def test_an_answer_later_than_the_deadline_is_a_failure(
+    receiver: Receiver, receiver_url: str
+) -> None:
     receiver.hold()
     try:
         async with httpx.AsyncClient() as http:
-            sender = WebhookSender(http, url, SECRET, timeout=0.2, allow_private=True)
+            sender = WebhookSender(http, receiver_url, SECRET, timeout=0.2, allow_private=True)
             attempt = await sender.send("msg_3", BODY, WHEN)
     finally:
         receiver.release()
@@ -124,11 +114,11 @@ def test_public_addresses_and_names_to_resolve_are_not(host: str) -> None:
 
 
 async def test_a_private_destination_is_refused_before_any_connection(
-    receiver: Receiver, url: str
+    receiver: Receiver, receiver_url: str
 ) -> None:
-    by_name = url.replace("127.0.0.1", socket.gethostname())  # resolves inside the network
+    by_name = receiver_url.replace("127.0.0.1", socket.gethostname())  # resolves inside the network
     async with httpx.AsyncClient() as http:
-        for destination in (url, by_name):
+        for destination in (receiver_url, by_name):
             attempt = await _sender(http, destination, allow_private=False).send(
                 "msg_5", BODY, WHEN
             )

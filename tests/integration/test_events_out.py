@@ -8,7 +8,7 @@ import base64
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,17 +63,6 @@ def events_settings(redis_url: str, sandbox: Sandbox, url: str, **overrides: obj
     return bff_settings(
         redis_url, sandbox, BFF_WEBHOOK_URL=url, BFF_WEBHOOK_SECRET=SECRET, **overrides
     )
-
-
-@pytest.fixture
-def receiver() -> Receiver:
-    return Receiver()
-
-
-@pytest.fixture
-def receiver_url(receiver: Receiver) -> Iterator[str]:
-    with receiving(receiver) as url:
-        yield url
 
 
 async def received(receiver: Receiver, count: int, what: str) -> list[Any]:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from app.settings import DEV_PUBLIC_URL
 from app.store import EVENTS_GROUP, EVENTS_KEY, EventQueue
 from tests.integration.conftest import Sandbox, bff_process_env
-from tests.integration.event_receiver import SECRET, Receiver, receiving
+from tests.integration.event_receiver import SECRET, Receiver
 from tests.integration.servers import BffProcess, bff_servers
 from tests.waiting import wait_until_async
 
@@ -23,22 +23,16 @@ ATTEMPT_TIMEOUT = 3  # BFF_WEBHOOK_TIMEOUT: a dead consumer's entry is claimed a
 
 
 @pytest.fixture
-def receiver() -> Receiver:
-    return Receiver()
-
-
-@pytest.fixture
-def replicas(redis_url: str, sandbox: Sandbox, receiver: Receiver) -> Iterator[list[BffProcess]]:
-    with receiving(receiver) as url:
-        env = bff_process_env(
-            redis_url,
-            sandbox,
-            BFF_WEBHOOK_URL=url,
-            BFF_WEBHOOK_SECRET=SECRET,
-            BFF_WEBHOOK_TIMEOUT=str(ATTEMPT_TIMEOUT),
-        )
-        with bff_servers(env, 2) as started:
-            yield started
+def replicas(redis_url: str, sandbox: Sandbox, receiver_url: str) -> Iterator[list[BffProcess]]:
+    env = bff_process_env(
+        redis_url,
+        sandbox,
+        BFF_WEBHOOK_URL=receiver_url,
+        BFF_WEBHOOK_SECRET=SECRET,
+        BFF_WEBHOOK_TIMEOUT=str(ATTEMPT_TIMEOUT),
+    )
+    with bff_servers(env, 2) as started:
+        yield started
 
 
 async def _pending_consumer(redis: Redis) -> str | None:
