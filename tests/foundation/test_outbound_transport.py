@@ -132,8 +132,10 @@ async def test_a_call_sends_the_body_and_headers_and_reads_the_answer(transport:
 
 async def test_no_cookie_set_by_one_answer_rides_on_the_next_call(transport: Transport) -> None:
     async with serving(ok) as (script, url), client(transport) as http:
-        await http.get(f"{url}/a")
+        first = await http.get(f"{url}/a")
+        assert first.headers["set-cookie"] == "session=abc; Path=/"
         await http.get(f"{url}/b")
+        assert list(http.cookies.jar) == []
     assert [b"cookie:" in exchange.head.lower() for exchange in script.requests] == [False, False]
 
 
