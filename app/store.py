@@ -47,6 +47,7 @@ rate-limit counters of one request (app/ratelimit.py), an owner's link records.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -67,8 +68,9 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -263,6 +265,35 @@ async def call_redis(operation: Awaitable[T]) -> T:
         return await operation
     except (RedisError, OSError) as exc:
         raise StoreUnavailable from exc
+
+
+async def script_with(
+    redis: RedisClient,
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[str | int],
+    *commands: tuple[str | int, ...],
+) -> Any:
+    """`script`'s answer, with `commands` (independent of it, in any slot) sent in the same round
+    trip: one non-transactional pipeline on one server; on a cluster, where redis-py pipelines
+    no script, all at once. Every part is attempted; any failure is StoreUnavailable."""
+    if isinstance(redis, RedisCluster):
+        calls = [script(keys=keys, args=args), *(redis.execute_command(*c) for c in commands)]
+        answers = await call_redis(asyncio.gather(*calls))
+        return answers[0]
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await call_redis(pipe.execute(raise_on_error=False))
+    for reply in replies[1:]:
+        if isinstance(reply, Exception):
+            raise StoreUnavailable from reply
+    if isinstance(replies[0], NoScriptError):  # a server that has not seen it yet
+        return await call_redis(script(keys=keys, args=args))
+    if isinstance(replies[0], Exception):
+        raise StoreUnavailable from replies[0]
+    return replies[0]
 
 
 class Sealer:
@@ -773,35 +804,34 @@ class Store:
     ) -> LinkWrite:
         """`write_link` for a connected flow's link, in one script: an active record it
         refreshes keeps its `created_at`; with the write, the event goes to the link's outbox,
-        the cached data is dropped and `job` (the RequestId to read the data with) is kept."""
-        link_id = link.link_id
-        result = await call_redis(
-            self._file_link(
-                keys=[
-                    link_key(link_id),
-                    outbox_key(link_id),
-                    data_key(link_id),
-                    data_job_key(link_id),
-                ],
-                args=[
-                    link.owner,
-                    ",".join(when),
-                    link.model_dump_json(),
-                    ttl,
-                    *_event_args(event),
-                    self.sealer.seal(job, data_job_key(link_id)),
-                    job_ttl,
-                ],
-            )
-        )
-        return _LINK_WRITE[int(result)]
+        the cached data is dropped and `job` (the RequestId to read the data with) is kept.
 
-    async def add_owner_link(self, owner: str, link_id: str, ttl: int) -> None:
-        key = owner_key(owner)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(key, link_id)
-            pipe.expire(key, ttl)
-            await call_redis(pipe.execute())
+        The link joins its owner's index (`owner_links`) in the same round trip. The index is
+        in the owner's slot, so not in the script: it is added at once and taken back in the
+        rare case the record turned out to be another owner's (its readers check each record's
+        owner anyway)."""
+        link_id = link.link_id
+        owner = owner_key(link.owner)
+        result = await script_with(
+            self._redis,
+            self._file_link,
+            [link_key(link_id), outbox_key(link_id), data_key(link_id), data_job_key(link_id)],
+            [
+                link.owner,
+                ",".join(when),
+                link.model_dump_json(),
+                ttl,
+                *_event_args(event),
+                self.sealer.seal(job, data_job_key(link_id)),
+                job_ttl,
+            ],
+            ("SADD", owner, link_id),
+            ("EXPIRE", owner, ttl),
+        )
+        written = _LINK_WRITE[int(result)]
+        if written == "elsewhere":
+            await self.remove_owner_link(link.owner, link_id)
+        return written
 
     async def remove_owner_link(self, owner: str, link_id: str) -> None:
         await call_redis(self._redis.srem(owner_key(owner), link_id))

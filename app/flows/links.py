@@ -227,7 +227,6 @@ class Links:
             return None
         if written == "written":
             self.events.written(event, link_id)
-        await self.store.add_owner_link(owner, link_id, self.policy.link_ttl)
         log.info("link.filed", extra={"flow_id": flow_id, "link_id": link_id})
         return link
 

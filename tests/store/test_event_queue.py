@@ -29,7 +29,9 @@ from app.store import (
     flow_key,
     link_key,
     outbox_key,
+    owner_key,
 )
+from tests.redis_server import RedisServer
 from tests.waiting import wait_until_async
 
 KEY = bytes(range(32))
@@ -136,6 +138,9 @@ async def test_filing_a_link_writes_it_its_event_and_its_job_in_one_step(
         == "written"
     )
     assert await store.get_data_job(LINK) == "job-1"
+    # In the same round trip, the link joins its owner's index, which lives as long as it.
+    assert await redis.smembers(owner_key(OWNER)) == {LINK}
+    assert 0 < await redis.ttl(owner_key(OWNER)) <= 60
     await store.put_data(LINK, "the data", 60)
     later = first.model_copy(update={"created_at": NOW + timedelta(days=3)})
     assert (
@@ -158,6 +163,7 @@ async def test_filing_a_link_writes_it_its_event_and_its_job_in_one_step(
         )
         == "elsewhere"
     )
+    assert not await redis.exists(owner_key("owner-b"))  # its index entry taken back
     assert (
         await store.file_link(
             later, when=("absent",), ttl=60, event=event(4), job="job-4", job_ttl=30
@@ -165,7 +171,28 @@ async def test_filing_a_link_writes_it_its_event_and_its_job_in_one_step(
         == "kept"
     )
     assert await store.get_data_job(LINK) == "job-2"
+    assert await redis.smembers(owner_key(OWNER)) == {LINK}
     assert [f["id"] for f in await outbox(redis, LINK)] == ["msg_1", "msg_2"]
+
+
+async def test_filing_a_link_on_a_server_that_has_not_seen_the_script(
+    own_redis: RedisServer,
+) -> None:
+    """The filing and the owner's index share a pipeline, where redis-py does not load a
+    missing script: the filing is sent again as a script call, and happens once. (A server of
+    its own: SCRIPT FLUSH is server-wide.)"""
+    client = connect_redis(own_redis.url, max_connections=2)
+    try:
+        store = Store(client, encryption_key=KEY, flow_ttl=60, state_ttl=30, login_ttl=90)
+        await client.script_flush()
+        filed = await store.file_link(
+            link(), when=("absent",), ttl=60, event=event(1), job="j", job_ttl=30
+        )
+        assert filed == "written"
+        assert [f["id"] for f in await outbox(cast(Redis, client), LINK)] == ["msg_1"]
+        assert await cast(Redis, client).smembers(owner_key(OWNER)) == {LINK}
+    finally:
+        await close_redis(client)
 
 
 # -- 1. written with the change, and only with it ----------------------------------------------

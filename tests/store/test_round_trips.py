@@ -123,12 +123,13 @@ async def test_connect_round_trips(
         assert (await status(client, flow_id))["status"] == "connected"
     # The address's rate counter; the flow; the new browser session.
     assert len(started_trips) == 3, started_trips
-    # Session, flow, loginId claim, claim + lease; in the background the link filed (2: one
-    # script for the record, its event, the old data dropped and the new job, app/store.py
-    # FILE_LINK_SCRIPT; the owner's set; the loginId is the one just bound, not read back),
-    # the outcome with the lease let go (one script); then "reported" and the session rotated
-    # (one pipeline: the old id taken, the new one written).
-    assert len(completed_trips) == 9, completed_trips
+    # Session, flow, loginId claim, claim + lease; in the background the link filed (one
+    # pipeline: the script for the record, its event, the old data dropped and the new job,
+    # app/store.py FILE_LINK_SCRIPT, with the owner's set; the loginId is the one just bound,
+    # not read back), the outcome with the lease let go (one script); then "reported" and the
+    # session rotated (one pipeline: the old id taken, the new one written).
+    assert len(completed_trips) == 8, completed_trips
+    assert ("EVALSHA", "SADD", "EXPIRE") in completed_trips, completed_trips
     assert completed_trips[-1] == ("GETDEL", "SET"), completed_trips
     # Session, then flow.
     assert len(status_trips) == 2, status_trips
@@ -164,10 +165,10 @@ async def test_oauth_round_trips(
     # in the background the outcome (MFA) with the lease let go (one script).
     assert len(callback_trips) == 5, callback_trips
     assert len(status_trips) == 2, status_trips
-    # Session, flow, claim + lease; in the background the link filed (3: the loginId read
-    # back, as the MFA answer does not carry it), the outcome with the lease let go; then
-    # "reported" and the session rotated (one pipeline).
-    assert len(mfa_trips) == 9, mfa_trips
+    # Session, flow, claim + lease; in the background the link filed (2: the loginId read
+    # back, as the MFA answer does not carry it, then one pipeline), the outcome with the lease
+    # let go; then "reported" and the session rotated (one pipeline).
+    assert len(mfa_trips) == 8, mfa_trips
     # A browser with a session: its two rate counters in one pipeline, then the flow. (The
     # session is known: nothing new to keep.)
     assert len(again_trips) == 3, again_trips
@@ -184,7 +185,7 @@ async def test_an_oauth_callback_that_connects_round_trips(
         assert returned(called)["status"] == ["connected"], called.headers
         await _settled(redis, returned(called)["flow_id"][0])
     # Session; the state consumed and the flow read; loginId claim; claim + lease; the link
-    # filed (2: FILE_LINK_SCRIPT with the loginId just bound, the owner's set); the outcome
-    # with the lease let go; "reported"; the session rotated (one pipeline).
-    assert len(callback_trips) == 9, callback_trips
+    # filed (one pipeline: FILE_LINK_SCRIPT with the loginId just bound, the owner's set); the
+    # outcome with the lease let go; "reported"; the session rotated (one pipeline).
+    assert len(callback_trips) == 8, callback_trips
     assert callback_trips[-1] == ("GETDEL", "SET"), callback_trips

@@ -92,6 +92,21 @@ async def test_the_store_s_operations_each_stay_in_one_slot(cluster_redis: Redis
     assert await store.session_owner("old-session") is None
 
 
+async def test_a_link_is_filed_with_its_owner_s_index_across_slots(
+    cluster_redis: RedisClient,
+) -> None:
+    """The filing's script is in the link's slot and the owner's index in the owner's: sent
+    at once, each to its own slot, even where the server has not seen the script."""
+    store = _store(cluster_redis)
+    await cluster_redis.script_flush()
+    filed = await store.file_link(
+        link(), when=("absent",), ttl=60, event=event(1), job="j", job_ttl=30
+    )
+    assert filed == "written"
+    assert [record.link_id for record in await store.owner_links(link().owner)] == [LINK]
+    assert await store.get_data_job(LINK) == "j"
+
+
 async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: RedisClient) -> None:
     counters = RateCounters(cluster_redis)
     hits = [("start:ip", "192.0.2.1"), ("start:session", "abc")]
