@@ -9,16 +9,21 @@ validation, security, logging or metrics. They differ only in their HTTP client:
   measured (bench/README.md). The floor of the work itself: what the same calls and Redis
   operations cost with an HTTP client that does almost nothing.
 
-Per route, as `app/flows.py` and `app/store.py` do them:
-- POST /v1/authorize-tokens                 mint
-- GET  /v1/oauth/start                      MULTI SET flow NX EX, SET state NX EX, EXEC;
-                                            mint; GET /v3/oauth/authorize -> 303 + cookie
-- GET  /v1/oauth/callback                   GETDEL state; GET flow; CAS script (+loginId);
-                                            mint; POST /Authorize; CAS script -> 303
-- POST /v1/connect/sessions                 mint; MULTI SET flow NX EX, EXEC -> 201
-- POST /v1/connect/sessions/{id}/complete   GET flow; CAS (+loginId); mint; /Authorize; CAS
-- GET  /v1/flows/{id}                       GET flow
-- GET  /readyz                              PING
+Per route, the BFF's round trips to Redis with the same shape (one command, one script call or
+one pipeline each; pinned for the BFF by tests/store/test_round_trips.py), and its Flinks calls:
+- POST /v1/authorize-tokens      session; 2 rate counters (pipeline); mint
+- GET  /v1/oauth/start           rate counter; flow + state (script); mint;
+                                 GET /v3/oauth/authorize; new session -> 303 + cookie
+- GET  /v1/oauth/callback        session; state consumed + flow (script); loginId claim
+                                 (script); flow claimed + lease (script); mint; POST /Authorize;
+                                 link filed + owner index (pipeline: script, SADD, EXPIRE);
+                                 outcome (script); reported (script); session rotated
+                                 (pipeline: GETDEL, SET) -> 303 + cookie
+- POST /v1/connect/sessions      rate counter; SET flow NX; mint; new session -> 201 + cookie
+- POST /v1/connect/sessions/{id}/complete
+                                 session; GET flow; then as the callback from the loginId claim
+- GET  /v1/flows/{id}            session; GET flow
+- GET  /readyz                   PING
 
 Run: `python -m bench.baseline --port N --app baseline|floor` with the BFF's environment variables
 (REDIS_URL, FLINKS_API_URL, FLINKS_CONNECT_URL, FLINKS_CUSTOMER_ID, FLINKS_SECRET_KEY,
@@ -60,6 +65,37 @@ if not current then return 0 end
 if cjson.decode(current)['version'] ~= tonumber(ARGV[1]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+# Copies of the BFF's rate counter (app/ratelimit.py) and of its scripts' shapes (app/store.py),
+# so that each round trip carries the same kind of work.
+HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
+CREATE_FLOW = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+return 1
+"""
+CONSUME_STATE = """
+local stored = redis.call('GET', KEYS[1])
+if not stored or stored ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return redis.call('GET', KEYS[2])
+"""
+WRITE_LINK = """
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current)['owner'] ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'body', ARGV[5])
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[3])
+end
 return 1
 """
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -201,18 +237,17 @@ class Baseline:
         method: str = scope["method"]
         body = await _read_body(receive) if method == "POST" else b""
         if path == "/v1/authorize-tokens":
-            token = await self.mint()
-            await _json(send, 201, {"authorize_token": token, "expires_at": _expires(1800)})
+            await self.mint_for_page(scope, send)
         elif path == "/v1/oauth/start":
-            await self.oauth_start(send)
+            await self.oauth_start(scope, send)
         elif path == "/v1/oauth/callback":
             await self.oauth_callback(scope, send)
         elif path == "/v1/connect/sessions":
             await self.connect_session(send)
         elif path.startswith("/v1/connect/sessions/"):
-            await self.connect_complete(path.split("/")[4], json.loads(body), send)
+            await self.connect_complete(scope, path.split("/")[4], json.loads(body), send)
         elif path.startswith("/v1/flows/"):
-            await _json(send, 200, await self.get_flow(path.split("/")[3]))
+            await self.flow_status(scope, path.split("/")[3], send)
         elif path == "/readyz":
             await self._redis.ping()
             await _json(send, 200, {"status": "ready"})
@@ -230,6 +265,10 @@ class Baseline:
                 )
                 self.redis = Redis(connection_pool=pool)
                 self.cas = self.redis.register_script(CAS_FLOW)
+                self.hit_script = self.redis.register_script(HIT)
+                self.create_script = self.redis.register_script(CREATE_FLOW)
+                self.consume_script = self.redis.register_script(CONSUME_STATE)
+                self.link_script = self.redis.register_script(WRITE_LINK)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.http.close()
@@ -263,18 +302,44 @@ class Baseline:
         )
         return "connected" if status == 200 else "failed"
 
+    async def session(self, scope: Scope) -> str | None:
+        """The owner behind the request's session cookie (a GET), or None without a cookie."""
+        cookie = _cookie(scope)
+        if cookie is None:
+            return None
+        owner = await self._redis.get(f"{PREFIX}session:{{{cookie}}}")
+        return None if owner is None else str(owner)
+
+    async def new_session(self, owner: str) -> str:
+        session_id = secrets.token_urlsafe(32)
+        await self._redis.set(f"{PREFIX}session:{{{session_id}}}", owner, ex=LOGIN_TTL)
+        return _cookie_header(session_id)
+
+    async def rotate(self, scope: Scope, owner: str) -> str:
+        """The session id moved to a new one (one pipeline), as a connected flow does."""
+        session_id = secrets.token_urlsafe(32)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.getdel(f"{PREFIX}session:{{{_cookie(scope)}}}")
+            pipe.set(f"{PREFIX}session:{{{session_id}}}", owner, ex=LOGIN_TTL)
+            await pipe.execute()
+        return _cookie_header(session_id)
+
+    async def hit(self, *identities: str) -> None:
+        """Rate counters: one script call, or several in one pipeline."""
+        keys = [f"{PREFIX}rate:{who}" for who in identities]
+        if len(keys) == 1:
+            await self.hit_script(keys=keys, args=[30])
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.evalsha(self.hit_script.sha, 1, key, 30)
+            await pipe.execute()
+
     async def get_flow(self, flow_id: str) -> dict[str, Any]:
         raw = await self._redis.get(f"{PREFIX}flow:{{{flow_id}}}")
         assert isinstance(raw, str)
         flow: dict[str, Any] = json.loads(raw)
         return flow
-
-    async def create_flow(self, flow: dict[str, Any], state: str | None = None) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{PREFIX}flow:{{{flow['flow_id']}}}", json.dumps(flow), ex=FLOW_TTL, nx=True)
-            if state is not None:
-                pipe.set(f"{PREFIX}state:{state}", flow["flow_id"], ex=STATE_TTL, nx=True)
-            await pipe.execute()
 
     async def replace(self, flow: dict[str, Any], login_id: str = "") -> None:
         flow_id = flow["flow_id"]
@@ -285,17 +350,46 @@ class Baseline:
             args=[version, json.dumps(flow), login_id, LOGIN_TTL],
         )
 
-    async def finish(self, flow: dict[str, Any], login_id: str) -> dict[str, Any]:
+    async def write_link(self, link_id: str, link: dict[str, Any], event: str = "") -> None:
+        keys = [f"{PREFIX}{name}:{{{link_id}}}" for name in ("link", "outbox", "data", "job")]
+        args = [link["owner"], json.dumps(link), LOGIN_TTL, event, event and json.dumps(link)]
+        await self.link_script(keys=keys, args=[*args, event])
+
+    async def finish(self, scope: Scope, flow: dict[str, Any], login_id: str) -> str:
+        """From the loginId claim to the rotated session: the Set-Cookie header."""
+        owner = flow["owner"]
+        link_id = secrets.token_urlsafe(16)
+        link = {"link_id": link_id, "owner": owner, "status": "linking", "flow_id": flow["flow_id"]}
+        await self.write_link(link_id, link)
         flow["status"] = "authorizing"
         await self.replace(flow, login_id)
         flow["status"] = await self.authorize(login_id)
+        link["status"] = "active"
+        keys = [f"{PREFIX}{name}:{{{link_id}}}" for name in ("link", "outbox", "data", "job")]
+        event = secrets.token_urlsafe(16)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(
+                self.link_script.sha, len(keys), *keys,
+                owner, json.dumps(link), LOGIN_TTL, event, json.dumps(link), event,
+            )  # fmt: skip
+            pipe.sadd(f"{PREFIX}owner:{{{owner}}}", link_id)
+            pipe.expire(f"{PREFIX}owner:{{{owner}}}", LOGIN_TTL)
+            await pipe.execute()
+        await self.replace(flow)  # the outcome
+        flow["reported"] = True
         await self.replace(flow)
-        return flow
+        return await self.rotate(scope, owner)
 
-    async def oauth_start(self, send: Send) -> None:
-        flow = _new_flow("oauth")
+    async def oauth_start(self, scope: Scope, send: Send) -> None:
+        await self.hit("start:127.0.0.1")
+        owner = secrets.token_urlsafe(16)
+        flow = _new_flow("oauth", owner)
         state = secrets.token_urlsafe(32)
-        await self.create_flow(flow, state)
+        flow_key = f"{PREFIX}flow:{{{flow['flow_id']}}}"
+        await self.create_script(
+            keys=[flow_key, f"{PREFIX}state:{{{flow['flow_id']}}}{state}"],
+            args=[json.dumps(flow), FLOW_TTL, owner, STATE_TTL],
+        )
         token = await self.mint()
         found = await self.http.location(
             self.oauth_url,
@@ -303,51 +397,86 @@ class Baseline:
             {
                 "institution_id": "FlinksCapital",
                 "redirect_uri": self.redirect_uri,
-                "state": state,
+                "state": f"{flow['flow_id']}.{state}",
                 "lang": "en",
             },
         )
         location = urljoin(self.oauth_url, found)
-        cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; HttpOnly; Path=/; SameSite=lax"
-        await _redirect(send, location, cookie)
+        await _redirect(send, location, await self.new_session(owner))
 
     async def oauth_callback(self, scope: Scope, send: Send) -> None:
         query = dict(parse_qsl(scope["query_string"].decode()))
-        flow_id = await self._redis.getdel(f"{PREFIX}state:{query['state']}")
-        flow = await self.get_flow(str(flow_id))
-        flow = await self.finish(flow, query["loginId"])
+        owner = await self.session(scope)
+        flow_id, _, state = query["state"].partition(".")
+        raw = await self.consume_script(
+            keys=[f"{PREFIX}state:{{{flow_id}}}{state}", f"{PREFIX}flow:{{{flow_id}}}"],
+            args=[owner or ""],
+        )
+        flow = json.loads(raw)
+        cookie = await self.finish(scope, flow, query["loginId"])
         target = "http://127.0.0.1:8000/?" + urlencode(
             {"flow_id": flow["flow_id"], "status": flow["status"]}
         )
-        await _redirect(send, target)
+        await _redirect(send, target, cookie)
 
     async def connect_session(self, send: Send) -> None:
+        await self.hit("start:127.0.0.1")
         token = await self.mint()
-        flow = _new_flow("connect")
-        await self.create_flow(flow)
+        owner = secrets.token_urlsafe(16)
+        flow = _new_flow("connect", owner)
+        flow_key = f"{PREFIX}flow:{{{flow['flow_id']}}}"
+        await self._redis.set(flow_key, json.dumps(flow), ex=FLOW_TTL, nx=True)
         iframe = self.connect_url + "?" + urlencode({"authorizeToken": token, "demo": "true"})
-        cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; HttpOnly; Path=/; SameSite=lax"
         await _json(
             send,
             201,
             {"flow_id": flow["flow_id"], "iframe_url": iframe, "expires_at": flow["expires_at"]},
-            cookie,
+            await self.new_session(owner),
         )
 
-    async def connect_complete(self, flow_id: str, body: dict[str, Any], send: Send) -> None:
+    async def connect_complete(
+        self, scope: Scope, flow_id: str, body: dict[str, Any], send: Send
+    ) -> None:
+        await self.session(scope)
         flow = await self.get_flow(flow_id)
-        flow = await self.finish(flow, body["login_id"])
-        await _json(send, 200, flow)
+        cookie = await self.finish(scope, flow, body["login_id"])
+        await _json(send, 200, flow, cookie)
+
+    async def flow_status(self, scope: Scope, flow_id: str, send: Send) -> None:
+        await self.session(scope)
+        await _json(send, 200, await self.get_flow(flow_id))
+
+    async def mint_for_page(self, scope: Scope, send: Send) -> None:
+        owner = await self.session(scope)
+        await self.hit("mint:127.0.0.1", f"mint:{owner}")
+        token = await self.mint()
+        await _json(send, 201, {"authorize_token": token, "expires_at": _expires(1800)})
+
+
+def _cookie(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"cookie":
+            for part in value.decode().split(";"):
+                key, _, found = part.strip().partition("=")
+                if key == COOKIE:
+                    return found
+    return None
+
+
+def _cookie_header(session_id: str) -> str:
+    return f"{COOKIE}={session_id}; HttpOnly; Path=/; SameSite=lax"
 
 
 def _expires(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
 
 
-def _new_flow(kind: str) -> dict[str, Any]:
+def _new_flow(kind: str, owner: str) -> dict[str, Any]:
     return {
         "flow_id": secrets.token_urlsafe(16),
         "kind": kind,
+        "owner": owner,
         "status": "started",
         "version": 0,
         "return_url": "http://127.0.0.1:8000/",
