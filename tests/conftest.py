@@ -72,9 +72,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _logging_restored() -> Iterator[None]:
     """Logging is process-wide: what a test's `configure_logging` (or its own setup) changes,
     levels, handlers, filters, is put back after it, so no later test in the worker sees it.
-    A logger first made during the test goes back to a fresh logger's settings."""
+    A logger first made during the test goes back to a fresh logger's settings, and the
+    logging module's switches (what records gather) to what they were."""
     saved = {id(logger): _logger_settings(logger) for logger in _loggers()}
+    switches = {name: getattr(logging, name) for name in _SWITCHES}
     yield
+    for name, value in switches.items():
+        setattr(logging, name, value)
     fresh: _Settings = (logging.NOTSET, [], [], True, False)
     for logger in _loggers():
         level, handlers, filters, propagate, disabled = saved.get(id(logger), fresh)
@@ -84,6 +88,7 @@ def _logging_restored() -> Iterator[None]:
         logger.propagate, logger.disabled = propagate, disabled
 
 
+_SWITCHES = ("logThreads", "logProcesses", "logMultiprocessing", "_srcfile")
 # A logger's level, handlers, filters, propagate and disabled.
 _Settings = tuple[int, list[logging.Handler], list[Any], bool, bool]
 
