@@ -38,6 +38,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
@@ -236,46 +237,58 @@ class Baseline:
         path: str = scope["path"]
         method: str = scope["method"]
         body = await _read_body(receive) if method == "POST" else b""
+        reply: Reply
         if path == "/v1/authorize-tokens":
-            await self.mint_for_page(scope, send)
+            reply = await self.mint_for_page(scope)
         elif path == "/v1/oauth/start":
-            await self.oauth_start(scope, send)
+            reply = await self.oauth_start(scope)
         elif path == "/v1/oauth/callback":
-            await self.oauth_callback(scope, send)
+            reply = await self.oauth_callback(scope)
         elif path == "/v1/connect/sessions":
-            await self.connect_session(send)
+            reply = await self.connect_session()
         elif path.startswith("/v1/connect/sessions/"):
-            await self.connect_complete(scope, path.split("/")[4], json.loads(body), send)
+            login_id = json.loads(body)["login_id"]
+            reply = await self.connect_complete(scope, path.split("/")[4], login_id)
         elif path.startswith("/v1/flows/"):
-            await self.flow_status(scope, path.split("/")[3], send)
+            reply = await self.flow_status(scope, path.split("/")[3])
         elif path == "/readyz":
-            await self._redis.ping()
-            await _json(send, 200, {"status": "ready"})
+            reply = await self.ready()
         else:
-            await _json(send, 404, {"code": "not_found"})
+            reply = _json(404, {"code": "not_found"})
+        await _send(send, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.http.start()
-                # The BFF's kind of pool (app/store.py): callers wait for a free connection.
-                pool = BlockingConnectionPool.from_url(
-                    self.redis_url, decode_responses=True, max_connections=64, timeout=5.0
-                )
-                self.redis = Redis(connection_pool=pool)
-                self.cas = self.redis.register_script(CAS_FLOW)
-                self.hit_script = self.redis.register_script(HIT)
-                self.create_script = self.redis.register_script(CREATE_FLOW)
-                self.consume_script = self.redis.register_script(CONSUME_STATE)
-                self.link_script = self.redis.register_script(WRITE_LINK)
+                await self.open()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.http.close()
-                if self.redis is not None:
-                    await self.redis.aclose()
+                await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def open(self) -> None:
+        await self.http.start()
+        # The BFF's kind of pool (app/store.py): callers wait for a free connection.
+        pool = BlockingConnectionPool.from_url(
+            self.redis_url, decode_responses=True, max_connections=64, timeout=5.0
+        )
+        self.redis = Redis(connection_pool=pool)
+        self.cas = self.redis.register_script(CAS_FLOW)
+        self.hit_script = self.redis.register_script(HIT)
+        self.create_script = self.redis.register_script(CREATE_FLOW)
+        self.consume_script = self.redis.register_script(CONSUME_STATE)
+        self.link_script = self.redis.register_script(WRITE_LINK)
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def ready(self) -> Reply:
+        await self._redis.ping()
+        return _json(200, {"status": "ready"})
 
     @property
     def _redis(self) -> Redis:
@@ -380,7 +393,7 @@ class Baseline:
         await self.replace(flow)
         return await self.rotate(scope, owner)
 
-    async def oauth_start(self, scope: Scope, send: Send) -> None:
+    async def oauth_start(self, scope: Scope) -> Reply:
         await self.hit("start:127.0.0.1")
         owner = secrets.token_urlsafe(16)
         flow = _new_flow("oauth", owner)
@@ -402,9 +415,9 @@ class Baseline:
             },
         )
         location = urljoin(self.oauth_url, found)
-        await _redirect(send, location, await self.new_session(owner))
+        return _redirect(location, await self.new_session(owner))
 
-    async def oauth_callback(self, scope: Scope, send: Send) -> None:
+    async def oauth_callback(self, scope: Scope) -> Reply:
         query = dict(parse_qsl(scope["query_string"].decode()))
         owner = await self.session(scope)
         flow_id, _, state = query["state"].partition(".")
@@ -417,9 +430,9 @@ class Baseline:
         target = "http://127.0.0.1:8000/?" + urlencode(
             {"flow_id": flow["flow_id"], "status": flow["status"]}
         )
-        await _redirect(send, target, cookie)
+        return _redirect(target, cookie)
 
-    async def connect_session(self, send: Send) -> None:
+    async def connect_session(self) -> Reply:
         await self.hit("start:127.0.0.1")
         token = await self.mint()
         owner = secrets.token_urlsafe(16)
@@ -427,30 +440,27 @@ class Baseline:
         flow_key = f"{PREFIX}flow:{{{flow['flow_id']}}}"
         await self._redis.set(flow_key, json.dumps(flow), ex=FLOW_TTL, nx=True)
         iframe = self.connect_url + "?" + urlencode({"authorizeToken": token, "demo": "true"})
-        await _json(
-            send,
+        return _json(
             201,
             {"flow_id": flow["flow_id"], "iframe_url": iframe, "expires_at": flow["expires_at"]},
             await self.new_session(owner),
         )
 
-    async def connect_complete(
-        self, scope: Scope, flow_id: str, body: dict[str, Any], send: Send
-    ) -> None:
+    async def connect_complete(self, scope: Scope, flow_id: str, login_id: str) -> Reply:
         await self.session(scope)
         flow = await self.get_flow(flow_id)
-        cookie = await self.finish(scope, flow, body["login_id"])
-        await _json(send, 200, flow, cookie)
+        cookie = await self.finish(scope, flow, login_id)
+        return _json(200, flow, cookie)
 
-    async def flow_status(self, scope: Scope, flow_id: str, send: Send) -> None:
+    async def flow_status(self, scope: Scope, flow_id: str) -> Reply:
         await self.session(scope)
-        await _json(send, 200, await self.get_flow(flow_id))
+        return _json(200, await self.get_flow(flow_id))
 
-    async def mint_for_page(self, scope: Scope, send: Send) -> None:
+    async def mint_for_page(self, scope: Scope) -> Reply:
         owner = await self.session(scope)
         await self.hit("mint:127.0.0.1", f"mint:{owner}")
         token = await self.mint()
-        await _json(send, 201, {"authorize_token": token, "expires_at": _expires(1800)})
+        return _json(201, {"authorize_token": token, "expires_at": _expires(1800)})
 
 
 def _cookie(scope: Scope) -> str | None:
@@ -494,33 +504,45 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
 
 
-async def _json(send: Send, status: int, value: object, cookie: str | None = None) -> None:
+async def _send(send: Send, reply: Reply) -> None:
+    headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def _json(status: int, value: object, cookie: str | None = None) -> Reply:
     headers = [(b"content-type", b"application/json")]
     if cookie:
         headers.append((b"set-cookie", cookie.encode()))
-    await _send(send, status, headers, json.dumps(value).encode())
+    return Reply(status, headers, json.dumps(value).encode())
 
 
-async def _redirect(send: Send, location: str, cookie: str | None = None) -> None:
+def _redirect(location: str, cookie: str | None = None) -> Reply:
     headers = [(b"location", location.encode())]
     if cookie:
         headers.append((b"set-cookie", cookie.encode()))
-    await _send(send, 303, headers, b"")
+    return Reply(303, headers, b"")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.baseline", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--app", choices=sorted(UPSTREAMS), default="baseline")
+    parser.add_argument("--app", choices=[*sorted(UPSTREAMS), "fastapi"], default="baseline")
     args = parser.parse_args()
+    app: Any = Baseline(HttpxUpstream() if args.app == "fastapi" else UPSTREAMS[args.app]())
+    if args.app == "fastapi":
+        from bench.framework import fastapi_app  # it imports this module
+
+        app = fastapi_app(app)
     uvicorn.run(
-        Baseline(UPSTREAMS[args.app]()),
+        app,
         host="127.0.0.1",
         port=args.port,
         access_log=False,

@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 from bench.report import MAX_CPU_MS, MAX_P99_MS
 
-APPS = {"bff": "#d62728", "baseline": "#1f77b4", "floor": "#7f7f7f"}
+APPS = {"bff": "#d62728", "fastapi": "#ff7f0e", "baseline": "#1f77b4", "floor": "#7f7f7f"}
 PANEL_W, PANEL_H, MARGIN, TOP = 420, 260, 50, 40
 PANELS = (
     ("cpu_app", "CPU ms per flow", max(MAX_CPU_MS.values())),

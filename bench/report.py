@@ -138,21 +138,35 @@ def _targets_of(results: dict[str, Any], phase: str) -> list[str]:
 def _headline(results: dict[str, Any]) -> str:
     rows = []
     for flow in _flows(results, "fixed"):
-        cells = {t: _cell(results, "fixed", t, flow) for t in ("bff", "baseline", "floor")}
+        apps = ("bff", "fastapi", "baseline", "floor")
+        cells = {t: _cell(results, "fixed", t, flow) for t in apps}
         bff = _median(cells["bff"], "cpu_app")
+        base = _median(cells["baseline"], "cpu_app")
         rows.append(
             [
                 flow,
                 _fmt(results["rates"].get(flow)),
-                *(_spread(cells[t], "cpu_app", ".2f") for t in ("bff", "baseline", "floor")),
-                _ratio(bff, _median(cells["baseline"], "cpu_app")),
+                *(_spread(cells[t], "cpu_app", ".2f") for t in apps),
+                _ratio(bff, base),
                 _ratio(bff, _median(cells["floor"], "cpu_app")),
+                _ratio(_median(cells["fastapi"], "cpu_app"), base),
             ]
         )
-    headers = ["flow", "flows/s", "BFF", "baseline", "floor", "BFF/baseline", "BFF/floor"]
+    headers = [
+        "flow",
+        "flows/s",
+        "BFF",
+        "FastAPI",
+        "baseline",
+        "floor",
+        "BFF/baseline",
+        "BFF/floor",
+        "FastAPI/baseline",
+    ]
     title = (
         "1. CPU ms per flow of each app at one fixed rate (half the BFF's saturated flows/s),\n"
-        "   from /proc; median [lowest-highest] of the runs"
+        "   from /proc; median [lowest-highest] of the runs. FastAPI: the baseline behind\n"
+        "   FastAPI routes (bench/framework.py), what the framework costs with no code of ours"
     )
     return f"{title}\n{_table(headers, rows)}"
 

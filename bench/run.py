@@ -1,11 +1,12 @@
 """`python -m bench.run`: the flinks-bff benchmark, end to end (`make bench`).
 
-It starts a Redis server, the Flinks sandbox and three apps, each its own process with one
+It starts a Redis server, the Flinks sandbox and four apps, each its own process with one
 worker: the BFF (`flinks-bff serve`), the baseline (bench/baseline.py with httpx, the BFF's
-client) and the floor (the same app with the bench's lean client). A generator process
-(bench/load.py) drives one app at a time; every figure is the median of at least 3 runs,
-the apps interleaved run by run, and a run that other processes disturbed is flagged and
-repeated.
+client), the floor (the same app with the bench's lean client) and, at the fixed rate only,
+the baseline behind FastAPI (bench/framework.py: what the framework costs on its own). A
+generator process (bench/load.py) drives one app at a time; every figure is the median of at
+least 3 runs, the apps interleaved run by run, and a run that other processes disturbed is
+flagged and repeated.
 
 1. saturation:  closed loop at --users flows in flight: flows/s, CPU per flow
 2. fixed rate:  open loop at half the BFF's saturated flows/s, the same rate for every app:
@@ -52,6 +53,8 @@ from bench.procs import (
 from bench.stats import figure
 
 TARGETS = ("bff", "baseline", "floor")
+# The fixed rate (the headline) also runs the baseline behind FastAPI (bench/framework.py).
+FIXED_TARGETS = ("bff", "fastapi", "baseline", "floor")
 MAX_REPEATS = 2  # extra runs of one cell, at most, to replace disturbed ones
 
 
@@ -299,7 +302,7 @@ class Bench:
             rate = round(max(1.0, self.opts.fixed_fraction * best["median"]), 1)
             self.rates[flow] = rate
             mode = {"mode": "open", "rate": rate}
-            for target in TARGETS:
+            for target in FIXED_TARGETS:
                 key = f"rate={rate}"
                 cells.append(Cell("fixed", target, flow, mode, self.opts.fixed_duration, key))
         self.run_cells(world, cells)
@@ -420,7 +423,7 @@ class Bench:
             stack.callback(sandbox.stop)
             env = app_env(redis_url, sandbox, self.opts.log_level, self.opts.transport)
             apps = {}
-            for target in TARGETS:
+            for target in FIXED_TARGETS:
                 extra = dict(self.opts.bff_env) if target == "bff" else {}
                 apps[target] = start_app(target, {**env, **extra}, logs)
                 stack.callback(apps[target].stop)
