@@ -65,7 +65,7 @@ def scrub(text: str) -> str:
     return _SCRUB.sub(REDACTED, text) if len(text) >= _SHORTEST_SHAPE else text
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # bounded: nested dicts' keys may come from data
 def _sensitive(key: str) -> bool:
     return key != "request_id" and _SENSITIVE_KEY.search(key) is not None
 
