@@ -18,14 +18,15 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from app.api.deps import IdentitiesDep, SessionsDep, SettingsDep
+from app.api.deps import lifespan_state
 from app.api.session import BrowserSessionDep, CallerSession
 from app.errors import Unauthenticated
 
 
-async def _identify(request: Request, identities: IdentitiesDep) -> str | None:
+async def _identify(request: Request) -> str | None:
     """The identity the request carries in jwt or header mode (once per request: FastAPI
     caches a dependency), None when it carries none."""
+    identities = lifespan_state(request)["identities"]
     return await identities.identify(
         authorization=request.headers.get("authorization"),
         proxy_values=request.headers.getlist(identities.header),
@@ -36,11 +37,10 @@ async def _identify(request: Request, identities: IdentitiesDep) -> str | None:
 IdentityDep = Annotated[str | None, Depends(_identify)]
 
 
-async def caller(
-    identities: IdentitiesDep, identity: IdentityDep, session: BrowserSessionDep
-) -> str | None:
+async def caller(request: Request, identity: IdentityDep, session: BrowserSessionDep) -> str | None:
     """The caller's owner. Session mode: the session's owner, or None without one (a route
     answers "not found" or an empty list). Other modes: the verified identity, or 401."""
+    identities = lifespan_state(request)["identities"]
     if identities.mode == "session":
         return session.owner if session else None
     if identity is None:
@@ -51,10 +51,10 @@ async def caller(
 CallerDep = Annotated[str | None, Depends(caller)]
 
 
-async def known_caller(owner: CallerDep, identities: IdentitiesDep) -> str:
+async def known_caller(request: Request, owner: CallerDep) -> str:
     """The caller's owner, where a route needs one in every mode (401 without)."""
     if owner is None:
-        raise identities.missing()
+        raise lifespan_state(request)["identities"].missing()
     return owner
 
 
@@ -62,11 +62,11 @@ KnownCallerDep = Annotated[str, Depends(known_caller)]
 
 
 async def flow_caller(
-    identities: IdentitiesDep, identity: IdentityDep, session: BrowserSessionDep
+    request: Request, identity: IdentityDep, session: BrowserSessionDep
 ) -> str | None:
     """Completing a Connect flow: the identity when the request carries one, else (Connect's
     landing page, a browser navigation) the browser session the flow was started in."""
-    if identities.mode != "session" and identity is not None:
+    if lifespan_state(request)["identities"].mode != "session" and identity is not None:
         return identity
     return session.owner if session else None
 
@@ -75,17 +75,14 @@ FlowCallerDep = Annotated[str | None, Depends(flow_caller)]
 
 
 async def flow_starter(
-    response: Response,
-    identity: IdentityDep,
-    sessions: SessionsDep,
-    settings: SettingsDep,
-    identities: IdentitiesDep,
-    existing: BrowserSessionDep,
+    request: Request, response: Response, identity: IdentityDep, existing: BrowserSessionDep
 ) -> CallerSession:
     """The owner of a flow about to start, and the browser session that will carry it through
     the steps reached by navigation. Session mode: the caller's session, or a new one. Other
     modes: the identified caller (401 without), with a session standing for that owner."""
-    secure = settings.secure_cookies
+    state = lifespan_state(request)
+    sessions, identities = state["sessions"], state["identities"]
+    secure = state["settings"].secure_cookies
     owner: str | None = None
     if identities.mode != "session":
         owner = identity
@@ -100,17 +97,17 @@ async def flow_starter(
 FlowStarterDep = Annotated[CallerSession, Depends(flow_starter)]
 
 
-async def token_caller(
-    request: Request, settings: SettingsDep, identities: IdentitiesDep, owner: CallerDep
-) -> str:
+async def token_caller(request: Request, owner: CallerDep) -> str:
     """Minting a bare authorize token: session mode wants a session the BFF issued and an
     allowed Origin (a page of the frontend, not a script elsewhere); other modes the caller's
     identity."""
+    state = lifespan_state(request)
+    identities = state["identities"]
     if owner is None:
         raise identities.missing()
     if identities.mode == "session":
         origin = request.headers.get("origin")
-        if origin is None or origin not in settings.api_origins:
+        if origin is None or origin not in state["settings"].api_origins:
             raise Unauthenticated(
                 "Minting a token needs the session cookie and an allowed Origin header."
             )

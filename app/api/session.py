@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from app.api.deps import SessionsDep, SettingsDep
+from app.api.deps import lifespan_state
 from app.flows import BrowserSession, BrowserSessions
 
 SECURE_NAME = "__Host-flinks_bff_session"
@@ -34,12 +34,11 @@ def _set_cookie(response: Response, session: BrowserSession, secure: bool) -> No
     )
 
 
-async def browser_session(
-    request: Request, sessions: SessionsDep, settings: SettingsDep
-) -> BrowserSession | None:
+async def browser_session(request: Request) -> BrowserSession | None:
     """Resolved once per request (FastAPI caches a dependency within a request)."""
-    value = request.cookies.get(cookie_name(settings.secure_cookies))
-    return await sessions.resolve(value)
+    state = lifespan_state(request)
+    value = request.cookies.get(cookie_name(state["settings"].secure_cookies))
+    return await state["sessions"].resolve(value)
 
 
 BrowserSessionDep = Annotated[BrowserSession | None, Depends(browser_session)]
@@ -89,9 +88,10 @@ class SessionRotation:
 
 
 async def session_rotation(
-    response: Response, sessions: SessionsDep, settings: SettingsDep, session: BrowserSessionDep
+    request: Request, response: Response, session: BrowserSessionDep
 ) -> SessionRotation:
-    return SessionRotation(response, sessions, session, settings.secure_cookies)
+    state = lifespan_state(request)
+    return SessionRotation(response, state["sessions"], session, state["settings"].secure_cookies)
 
 
 SessionRotationDep = Annotated[SessionRotation, Depends(session_rotation)]
