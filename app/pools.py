@@ -50,14 +50,15 @@ def raise_file_limit(max_inflight: int) -> None:
     Short of it, says so once: requests then fail with EMFILE instead of 503 overloaded."""
     needed = file_descriptors_needed(max_inflight)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if raised > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-        soft = raised
-    if soft != resource.RLIM_INFINITY and soft < needed:
+    if raised < needed:
         log.warning(
             "process.file_limit_low",
-            extra={"limit": soft, "needed": needed, "setting": "BFF_MAX_INFLIGHT"},
+            extra={"limit": raised, "needed": needed, "setting": "BFF_MAX_INFLIGHT"},
         )
 
 

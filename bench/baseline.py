@@ -363,30 +363,31 @@ class Baseline:
             args=[version, json.dumps(flow), login_id, LOGIN_TTL],
         )
 
-    async def write_link(self, link_id: str, link: dict[str, Any], event: str = "") -> None:
+    def _link_call(
+        self, link_id: str, link: dict[str, Any], event: str = ""
+    ) -> tuple[list[str], list[Any]]:
+        """WRITE_LINK's keys and arguments: the claim (no event) or the filing (its event)."""
         keys = [f"{PREFIX}{name}:{{{link_id}}}" for name in ("link", "outbox", "data", "job")]
-        args = [link["owner"], json.dumps(link), LOGIN_TTL, event, event and json.dumps(link)]
-        await self.link_script(keys=keys, args=[*args, event])
+        record = json.dumps(link)
+        return keys, [link["owner"], record, LOGIN_TTL, event, event and record, event]
 
     async def finish(self, scope: Scope, flow: dict[str, Any], login_id: str) -> str:
         """From the loginId claim to the rotated session: the Set-Cookie header."""
         owner = flow["owner"]
         link_id = secrets.token_urlsafe(16)
         link = {"link_id": link_id, "owner": owner, "status": "linking", "flow_id": flow["flow_id"]}
-        await self.write_link(link_id, link)
+        keys, args = self._link_call(link_id, link)
+        await self.link_script(keys=keys, args=args)  # the claim
         flow["status"] = "authorizing"
         await self.replace(flow, login_id)
         flow["status"] = await self.authorize(login_id)
         link["status"] = "active"
-        keys = [f"{PREFIX}{name}:{{{link_id}}}" for name in ("link", "outbox", "data", "job")]
-        event = secrets.token_urlsafe(16)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(
-                self.link_script.sha, len(keys), *keys,
-                owner, json.dumps(link), LOGIN_TTL, event, json.dumps(link), event,
-            )  # fmt: skip
-            pipe.sadd(f"{PREFIX}owner:{{{owner}}}", link_id)
-            pipe.expire(f"{PREFIX}owner:{{{owner}}}", LOGIN_TTL)
+        keys, args = self._link_call(link_id, link, secrets.token_urlsafe(16))
+        index = f"{PREFIX}owner:{{{owner}}}"
+        async with self._redis.pipeline(transaction=False) as pipe:  # filed, with the index
+            pipe.evalsha(self.link_script.sha, len(keys), *keys, *args)
+            pipe.sadd(index, link_id)
+            pipe.expire(index, LOGIN_TTL)
             await pipe.execute()
         await self.replace(flow)  # the outcome
         flow["reported"] = True
