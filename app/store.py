@@ -276,10 +276,13 @@ async def script_with(
 ) -> Any:
     """`script`'s answer, with `commands` (independent of it, in any slot) sent in the same round
     trip: one non-transactional pipeline on one server; on a cluster, where redis-py pipelines
-    no script, all at once. Every part is attempted; any failure is StoreUnavailable."""
+    no script, the script beside one pipeline of the commands, so that they keep their order
+    (two commands on one key sent separately may land on two connections and cross). Every part
+    is attempted; any failure is StoreUnavailable."""
     if isinstance(redis, RedisCluster):
-        calls = [script(keys=keys, args=args), *(redis.execute_command(*c) for c in commands)]
-        answers = await call_redis(asyncio.gather(*calls))
+        answers = await call_redis(
+            asyncio.gather(script(keys=keys, args=args), _in_order(redis, commands))
+        )
         return answers[0]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -294,6 +297,15 @@ async def script_with(
     if isinstance(replies[0], Exception):
         raise StoreUnavailable from replies[0]
     return replies[0]
+
+
+async def _in_order(redis: RedisCluster, commands: Sequence[tuple[str | int, ...]]) -> None:
+    if not commands:
+        return
+    async with redis.pipeline() as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        await pipe.execute()
 
 
 class Sealer:

@@ -7,12 +7,15 @@ the store reports as StoreUnavailable.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
 
 from app.errors import StoreUnavailable
@@ -39,6 +42,7 @@ from app.store import (
     link_key,
     login_key,
     outbox_key,
+    script_with,
 )
 from tests.redis_server import RedisServer, start_one_node_cluster
 from tests.store.test_event_queue import FLOW, LINK, NOW_MS, event, flow, link
@@ -105,6 +109,43 @@ async def test_a_link_is_filed_with_its_owner_s_index_across_slots(
     assert filed == "written"
     assert [record.link_id for record in await store.owner_links(link().owner)] == [LINK]
     assert await store.get_data_job(LINK) == "j"
+
+
+async def test_the_commands_sent_beside_a_script_keep_their_order(
+    cluster_node: RedisServer, cluster_redis: RedisClient
+) -> None:
+    """On a cluster client the script and the commands go at once. Sent one by one, two
+    commands on one key could go out on two connections and cross (an EXPIRE before the SADD
+    it was for left an owner's index with no TTL): they go out on one connection, in order,
+    which the server's MONITOR shows."""
+    client = connect_redis(cluster_node.url, cluster=True, max_connections=32)
+    assert isinstance(client, RedisCluster)
+    # Connections left free by earlier work, as in a running service: a command sent alone
+    # takes whichever is free.
+    await asyncio.gather(*(client.get("order-check") for _ in range(8)))
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    pushes = [("RPUSH", "order-check", n) for n in range(20)]
+    watcher = Redis.from_url(cluster_node.url, decode_responses=True)
+    async with watcher.monitor() as monitor:
+        counted = await script_with(
+            client, script, ["counted"], [], *pushes, ("EXPIRE", "order-check", 60)
+        )
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):  # a bound on a failure, not a wait: the lines are there
+            while len(seen) < len(pushes) + 1:
+                line = await monitor.next_command()
+                if line["command"].split(" ", 1)[0] in {"RPUSH", "EXPIRE"}:
+                    seen.append(dict(line))
+    await watcher.aclose()
+    await close_redis(client)
+    assert counted == 1
+    assert [line["command"] for line in seen] == [
+        *(f"RPUSH order-check {n}" for n in range(20)),
+        "EXPIRE order-check 60",
+    ]
+    assert len({line["client_port"] for line in seen}) == 1
+    assert await cluster_redis.lrange("order-check", 0, -1) == [str(n) for n in range(20)]
+    assert 0 < await cluster_redis.ttl("order-check") <= 60
 
 
 async def test_the_rate_limiter_counts_each_key_in_its_own_slot(cluster_redis: RedisClient) -> None:
