@@ -82,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--concurrency-flows", default="oauth,connect", help="(oauth,connect)")
     add("--concurrency-duration", type=float, default=3.0, help="seconds per run (3)")
     add("--burst", type=int, default=500, help="OAuth flows started at once per wave (500)")
-    add("--burst-targets", default="bff,floor", help="apps of the burst phase (bff,floor)")
+    add(
+        "--burst-targets",
+        default="bff,fastapi,floor",
+        help="apps of the burst phase (bff,fastapi,floor)",
+    )
     add("--latency-ms", type=float, default=200.0, help="sandbox latency per call, burst (200)")
     add("--profile-seconds", type=float, default=5.0, help="per flow and app (5; 0 = none)")
     add("--profile-targets", default="bff,baseline", help="(bff,baseline)")
