@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--duration", type=float, default=3.0, help="seconds per saturation run (3)")
     add("--warmup", type=float, default=1.0, help="seconds of warm-up before each run (1)")
     add("--fixed-fraction", type=float, default=0.5, help="of the BFF's maximum (0.5)")
+    add(
+        "--fixed-rate",
+        type=float,
+        default=None,
+        help="flows/s of the fixed phase instead (no saturation needed): for back-to-back runs "
+        "of two commits at one rate",
+    )
     add("--fixed-duration", type=float, default=5.0, help="seconds per fixed-rate run (5)")
     add("--concurrency", default="1,200", help="flows in flight, concurrency phase (1,200)")
     add("--concurrency-flows", default="oauth,connect", help="(oauth,connect)")
@@ -124,8 +131,13 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     opts.phase_list = [p for p in opts.phases.split(",") if p]
     if unknown := set(opts.phase_list) - set(PHASES):
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
-    if "fixed" in opts.phase_list and "saturation" not in opts.phase_list:
-        raise SystemExit("the fixed rate is half the saturated one: --phases needs saturation")
+    if opts.fixed_rate is not None and opts.fixed_rate <= 0:
+        raise SystemExit("--fixed-rate takes a positive number of flows/s")
+    fixed = "fixed" in opts.phase_list and opts.fixed_rate is None
+    if fixed and "saturation" not in opts.phase_list:
+        raise SystemExit(
+            "the fixed rate is half the saturated one: --phases needs saturation, or --fixed-rate"
+        )
     return opts
 
 
@@ -299,11 +311,14 @@ class Bench:
     def fixed(self, world: World) -> None:
         cells = []
         for flow in self.opts.flow_list:
-            saturated = report.clean(self.runs, "saturation", "bff", flow)
-            best = figure([r["flows_per_s"] for r in saturated])
-            if best is None:
-                continue
-            rate = round(max(1.0, self.opts.fixed_fraction * best["median"]), 1)
+            if self.opts.fixed_rate is not None:
+                rate = self.opts.fixed_rate
+            else:
+                saturated = report.clean(self.runs, "saturation", "bff", flow)
+                best = figure([r["flows_per_s"] for r in saturated])
+                if best is None:
+                    continue
+                rate = round(max(1.0, self.opts.fixed_fraction * best["median"]), 1)
             self.rates[flow] = rate
             mode = {"mode": "open", "rate": rate}
             for target in FIXED_TARGETS:

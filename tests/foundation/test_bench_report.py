@@ -1,11 +1,15 @@
-"""`make bench`'s verdicts (bench/report.py), judged on runs made up to sit on either side of
-each target: the report must call a miss a miss, and say when the stack alone misses it too."""
+"""`make bench`'s verdicts (bench/report.py) and options (bench/run.py). The verdicts are
+judged on made-up runs on either side of each target: the report must call a miss a miss, and
+say when the stack alone misses it too."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bench.report import _targets, summary, targets
+from bench.run import _options
 
 
 def _run(target: str, flow: str, cpu: float, *, phase: str = "fixed", p99: float = 20.0) -> Any:
@@ -101,3 +105,14 @@ def test_without_a_stand_in_nothing_is_called_out_of_reach() -> None:
 
 def render_targets(results: dict[str, Any]) -> str:
     return _targets(results)
+
+
+def test_the_fixed_phase_takes_a_set_rate_or_the_saturated_one() -> None:
+    """Two commits compared back to back need one rate; otherwise the rate is half the BFF's
+    saturated flows/s, so the fixed phase needs the saturation phase."""
+    assert _options(["--phases", "fixed", "--fixed-rate", "60"]).fixed_rate == 60.0
+    assert _options(["--phases", "saturation,fixed"]).fixed_rate is None
+    with pytest.raises(SystemExit, match="needs saturation, or --fixed-rate"):
+        _options(["--phases", "fixed"])
+    with pytest.raises(SystemExit, match="positive"):
+        _options(["--phases", "fixed", "--fixed-rate", "0"])
