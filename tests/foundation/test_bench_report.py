@@ -107,6 +107,16 @@ def render_targets(results: dict[str, Any]) -> str:
     return _targets(results)
 
 
+def test_a_p99_at_another_rate_than_half_the_maximum_is_not_judged() -> None:
+    results = _results(_three("bff", 7.0, p99=20.0))
+    assert _by_target(results)["oauth: BFF p99 at half its maximum <= 25 ms"]["met"] is True
+    for options in ({"fixed_rate": 60.0}, {"fixed_rate": None, "fixed_fraction": 0.7}):
+        results["meta"] = {"options": options}
+        p99 = _by_target(results)["oauth: BFF p99 at half its maximum <= 25 ms"]
+        assert p99["met"] is None
+        assert p99["value"].endswith("(not half the maximum)")
+
+
 def test_the_fixed_phase_takes_a_set_rate_or_the_saturated_one() -> None:
     """Two commits compared back to back need one rate; otherwise the rate is half the BFF's
     saturated flows/s, so the fixed phase needs the saturation phase."""
