@@ -119,25 +119,27 @@ async def test_the_commands_sent_beside_a_script_keep_their_order(
     it was for left an owner's index with no TTL): they go out on one connection, in order,
     which the server's MONITOR shows."""
     client = connect_redis(cluster_node.url, cluster=True, max_connections=32)
-    assert isinstance(client, RedisCluster)
-    # Connections left free by earlier work, as in a running service: a command sent alone
-    # takes whichever is free.
-    await asyncio.gather(*(client.get("order-check") for _ in range(8)))
-    script = client.register_script("return redis.call('INCR', KEYS[1])")
-    pushes = [("RPUSH", "order-check", n) for n in range(20)]
     watcher = Redis.from_url(cluster_node.url, decode_responses=True)
-    async with watcher.monitor() as monitor:
-        counted = await script_with(
-            client, script, ["counted"], [], *pushes, ("EXPIRE", "order-check", 60)
-        )
-        seen: list[dict[str, Any]] = []
-        async with asyncio.timeout(10):  # a bound on a failure, not a wait: the lines are there
-            while len(seen) < len(pushes) + 1:
-                line = await monitor.next_command()
-                if line["command"].split(" ", 1)[0] in {"RPUSH", "EXPIRE"}:
-                    seen.append(dict(line))
-    await watcher.aclose()
-    await close_redis(client)
+    try:
+        assert isinstance(client, RedisCluster)
+        # Connections left free by earlier work, as in a running service: a command sent alone
+        # takes whichever is free.
+        await asyncio.gather(*(client.get("order-check") for _ in range(8)))
+        script = client.register_script("return redis.call('INCR', KEYS[1])")
+        pushes = [("RPUSH", "order-check", n) for n in range(20)]
+        async with watcher.monitor() as monitor:
+            counted = await script_with(
+                client, script, ["counted"], [], *pushes, ("EXPIRE", "order-check", 60)
+            )
+            seen: list[dict[str, Any]] = []
+            async with asyncio.timeout(10):  # a bound on a failure, not a wait: lines are there
+                while len(seen) < len(pushes) + 1:
+                    line = await monitor.next_command()
+                    if line["command"].split(" ", 1)[0] in {"RPUSH", "EXPIRE"}:
+                        seen.append(dict(line))
+    finally:
+        await watcher.aclose()
+        await close_redis(client)
     assert counted == 1
     assert [line["command"] for line in seen] == [
         *(f"RPUSH order-check {n}" for n in range(20)),
