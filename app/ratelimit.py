@@ -8,24 +8,18 @@ single addresses would hand it a fresh bucket per request. An IPv4-mapped IPv6 a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from redis.asyncio import RedisCluster
-from redis.exceptions import NoScriptError
-
-from app.errors import RateLimited, StoreUnavailable
+from app.errors import RateLimited
 from app.flows.records import session_hash
-from app.store import PREFIX, RedisClient, call_redis
+from app.store import PREFIX, RedisClient, run_scripts
 
 # Fixed windows: the first hit starts a window and sets its expiry, in the same atomic step.
 # One key per call: counters live in different hash slots (Redis Cluster refuses a script across
-# slots), so `RateCounters.hit` sends one call per counter, all in one non-transactional
-# pipeline: one round trip (on a cluster, where redis-py pipelines no script, all at once). They
+# slots), so `RateCounters.hit` sends one call per counter in one round trip (`run_scripts`). They
 # are not folded into the flow a route creates: that is in the flow's own slot, and a refused
 # request must create nothing.
 _HIT = """
@@ -52,23 +46,9 @@ class RateCounters:
     async def hit(self, counters: Sequence[tuple[str, str]], window: int) -> list[tuple[int, int]]:
         """Count one hit on each (scope, identity) counter in its current window: for each,
         (hits so far, seconds left in the window). Redis keys these by identity digests."""
-        keys = [rate_key(scope, who) for scope, who in counters]
-        if len(keys) == 1 or isinstance(self._redis, RedisCluster):
-            # One counter: the script call itself. A cluster: redis-py refuses scripts in its
-            # pipelines, so one call per counter, all at once (one round trip's wait).
-            calls = (self._hit(keys=[key], args=[window]) for key in keys)
-            answers = await call_redis(asyncio.gather(*calls))
-            return [(int(count), int(ttl)) for count, ttl in answers]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.evalsha(self._hit.sha, 1, key, window)
-            replies: list[Any] = await call_redis(pipe.execute(raise_on_error=False))
-        for index, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # not counted: a server that has not seen it
-                replies[index] = await call_redis(self._hit(keys=[keys[index]], args=[window]))
-            elif isinstance(reply, Exception):
-                raise StoreUnavailable from reply
-        return [(int(count), int(ttl)) for count, ttl in replies]
+        calls = [(self._hit, [rate_key(scope, who)], [window]) for scope, who in counters]
+        answers = await run_scripts(self._redis, calls)
+        return [(int(count), int(ttl)) for count, ttl in answers]
 
 
 @dataclass(frozen=True, slots=True)

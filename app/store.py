@@ -267,39 +267,41 @@ async def call_redis(operation: Awaitable[T]) -> T:
         raise StoreUnavailable from exc
 
 
-async def script_with(
-    redis: RedisClient,
-    script: AsyncScript,
-    keys: Sequence[str],
-    args: Sequence[str | int],
-    *commands: tuple[str | int, ...],
-) -> Any:
-    """`script`'s answer, with `commands` (independent of it, in any slot) sent in the same round
-    trip: one non-transactional pipeline on one server; on a cluster, where redis-py pipelines
-    no script, the script beside one pipeline of the commands, so that they keep their order
-    (two commands on one key sent separately may land on two connections and cross). Every part
-    is attempted; any failure is StoreUnavailable."""
-    if isinstance(redis, RedisCluster):
-        answers = await call_redis(
-            asyncio.gather(script(keys=keys, args=args), _in_order(redis, commands))
-        )
-        return answers[0]
+ScriptCall = tuple[AsyncScript, Sequence[str], Sequence[str | int]]  # script, keys, args
+
+
+async def run_scripts(
+    redis: RedisClient, calls: Sequence[ScriptCall], *commands: tuple[str | int, ...]
+) -> list[Any]:
+    """Each script call's answer, with `commands` (independent of them, in any slot) sent in the
+    same round trip: one non-transactional pipeline on one server (a lone call goes as itself);
+    on a cluster, where redis-py pipelines no script, the calls at once beside one pipeline of
+    the commands, so that those keep their order (two commands on one key sent separately may
+    land on two connections and cross). A server that has not seen a script gets it again.
+    Every part is attempted; any failure is StoreUnavailable."""
+    if isinstance(redis, RedisCluster) or (len(calls) == 1 and not commands):
+        called = (script(keys=keys, args=args) for script, keys, args in calls)
+        answers = await call_redis(asyncio.gather(*called, _in_order(redis, commands)))
+        return answers[: len(calls)]
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
         for command in commands:
             pipe.execute_command(*command)
         replies: list[Any] = await call_redis(pipe.execute(raise_on_error=False))
-    for reply in replies[1:]:
+    for reply in replies[len(calls) :]:
         if isinstance(reply, Exception):
             raise StoreUnavailable from reply
-    if isinstance(replies[0], NoScriptError):  # a server that has not seen it yet
-        return await call_redis(script(keys=keys, args=args))
-    if isinstance(replies[0], Exception):
-        raise StoreUnavailable from replies[0]
-    return replies[0]
+    answers = replies[: len(calls)]
+    for index, (script, keys, args) in enumerate(calls):
+        if isinstance(answers[index], NoScriptError):
+            answers[index] = await call_redis(script(keys=keys, args=args))
+        elif isinstance(answers[index], Exception):
+            raise StoreUnavailable from answers[index]
+    return answers
 
 
-async def _in_order(redis: RedisCluster, commands: Sequence[tuple[str | int, ...]]) -> None:
+async def _in_order(redis: RedisClient, commands: Sequence[tuple[str | int, ...]]) -> None:
     if not commands:
         return
     async with redis.pipeline() as pipe:
@@ -824,19 +826,19 @@ class Store:
         owner anyway)."""
         link_id = link.link_id
         owner = owner_key(link.owner)
-        result = await script_with(
+        keys = [link_key(link_id), outbox_key(link_id), data_key(link_id), data_job_key(link_id)]
+        args = [
+            link.owner,
+            ",".join(when),
+            link.model_dump_json(),
+            ttl,
+            *_event_args(event),
+            self.sealer.seal(job, data_job_key(link_id)),
+            job_ttl,
+        ]
+        [result] = await run_scripts(
             self._redis,
-            self._file_link,
-            [link_key(link_id), outbox_key(link_id), data_key(link_id), data_job_key(link_id)],
-            [
-                link.owner,
-                ",".join(when),
-                link.model_dump_json(),
-                ttl,
-                *_event_args(event),
-                self.sealer.seal(job, data_job_key(link_id)),
-                job_ttl,
-            ],
+            [(self._file_link, keys, args)],
             ("SADD", owner, link_id),
             ("EXPIRE", owner, ttl),
         )

@@ -42,7 +42,7 @@ from app.store import (
     link_key,
     login_key,
     outbox_key,
-    script_with,
+    run_scripts,
 )
 from tests.redis_server import RedisServer, start_one_node_cluster
 from tests.store.test_event_queue import FLOW, LINK, NOW_MS, event, flow, link
@@ -128,8 +128,8 @@ async def test_the_commands_sent_beside_a_script_keep_their_order(
         script = client.register_script("return redis.call('INCR', KEYS[1])")
         pushes = [("RPUSH", "order-check", n) for n in range(20)]
         async with watcher.monitor() as monitor:
-            counted = await script_with(
-                client, script, ["counted"], [], *pushes, ("EXPIRE", "order-check", 60)
+            [counted] = await run_scripts(
+                client, [(script, ["counted"], [])], *pushes, ("EXPIRE", "order-check", 60)
             )
             seen: list[dict[str, Any]] = []
             async with asyncio.timeout(10):  # a bound on a failure, not a wait: lines are there
